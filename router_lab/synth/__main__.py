@@ -1,0 +1,45 @@
+"""``python -m router_lab.synth [overrides]``: generate a synthetic routing dataset.
+
+    python -m router_lab.synth                                          # arch_router, offline
+    python -m router_lab.synth synth=agent_tools synth.n_items=100
+    GROQ_API_KEY=... python -m router_lab.synth synth.backend=groq
+    python -m router_lab.synth synth.backend=openai synth.base_url=http://localhost:8000/v1 \
+        'synth.stages.policy.models=[{model: my-model, weight: 1}]'     # vLLM / Ollama / llama.cpp
+    python -m router_lab.synth synth.resume_dir=outputs/synth/runs/<dir>  # continue a killed run
+"""
+from __future__ import annotations
+
+import logging
+import sys
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+import router_lab  # noqa: F401 - registers the router_lab_root resolver
+from router_lab import CONF_DIR
+from router_lab.synth.backends import SynthConfigError
+from router_lab.synth.run import run_synth
+
+log = logging.getLogger("router_lab.synth")
+
+
+def generate(cfg: DictConfig) -> dict:
+    synth = OmegaConf.to_container(cfg.synth, resolve=True)
+    run_dir = synth.get("resume_dir") or cfg.paths.output_dir
+    return run_synth(synth, run_dir)
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="synth")
+def main(cfg: DictConfig) -> None:
+    try:
+        generate(cfg)
+    except SynthConfigError as e:
+        log.error("%s", e)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        log.error("interrupted; finished items are in items.jsonl: rerun with synth.resume_dir=<run dir> to continue")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

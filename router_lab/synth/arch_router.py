@@ -1,0 +1,225 @@
+"""Arch-Router recipe: taxonomy -> policies (LLM-1) -> conversations (LLM-2) -> judge (LLM-3)
+-> augmentation branches -> Arch-Router records and routing records.
+
+    python -m router_lab.synth synth=arch_router synth.n_items=200
+
+One work item = one conversation for one route (routes cycle in a seeded order). Below the
+judge's threshold a conversation is regenerated (the judge's reasoning goes back into the
+prompt) up to ``judge.max_regenerations`` times, then the item is rejected. Accepted items
+branch: the original always, and with configured probabilities a paraphrase (an LLM
+stage), a noisy copy (typos), an irrelevant copy (last turn off-topic: target ``other``)
+and a domain-mixed copy (an earlier exchange from another route).
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import random
+from collections import Counter
+from typing import Any, Mapping
+
+from router_lab.data.records import RoutingRecord, render_conversation, stable_id
+from router_lab.synth import offline
+from router_lab.synth.backends import InvalidReply, LLMClient, RequestFailed
+from router_lab.synth.schemas import AlignmentJudgement, Conversation, Paraphrase, RoutePolicy
+from router_lab.synth.scoring import score_query
+from router_lab.synth.stage import stage_request
+from router_lab.synth.taxonomy import load_taxonomy, route_pairs
+
+log = logging.getLogger(__name__)
+
+BRANCHES = ("original", "paraphrased", "noisy", "irrelevant", "domain_mix")
+
+
+def item_rng(seed: int, *parts: object) -> random.Random:
+    return random.Random(int(stable_id(seed, *parts), 16))
+
+
+def add_typos(text: str, rate: float, rng: random.Random) -> str:
+    """Keyboard-style noise: swapped, dropped and doubled letters, at ``rate`` per word."""
+    words = text.split(" ")
+    for i, w in enumerate(words):
+        if len(w) > 3 and rng.random() < rate:
+            j = rng.randrange(len(w) - 1)
+            op = rng.choice(("swap", "drop", "double"))
+            if op == "swap":
+                w = w[:j] + w[j + 1] + w[j] + w[j + 2:]
+            elif op == "drop":
+                w = w[:j] + w[j + 1:]
+            else:
+                w = w[:j] + w[j] + w[j:]
+            words[i] = w
+    return " ".join(words)
+
+
+class ArchRouterRecipe:
+    name = "arch_router"
+    output_file = "arch_router.jsonl"
+
+    def __init__(self, cfg: Mapping[str, Any], client: LLMClient):
+        self.cfg = cfg
+        self.client = client
+        self.seed = int(cfg.get("seed", 0))
+        self.stages = cfg["stages"]
+        self.policies: list[dict] = []  # [{name, description, domain, intent}]
+        self.prep_rejections: list[dict] = []
+        self.prep_events: Counter = Counter()
+
+    # ------------------------------------------------------------ stage 0-1
+    async def prepare(self) -> None:
+        t = self.cfg.get("taxonomy") or {}
+        tax = load_taxonomy(t.get("source", "auto"), t.get("path"), t.get("max_domains"), t.get("max_intents_per_domain"))
+        pairs = route_pairs(tax)
+        results = await asyncio.gather(*(self._policy(d, i) for d, i in pairs), return_exceptions=False)
+        used: set[str] = set()
+        for (d, i), pol in zip(pairs, results):
+            if pol is None:
+                continue
+            name = pol.name if pol.name not in used else f"{pol.name}_{d}_{i}"
+            used.add(name)
+            self.policies.append({"name": name, "description": pol.description, "domain": d, "intent": i})
+        self.prep_events["routes"] = len(pairs)
+        self.prep_events["policies_accepted"] = len(self.policies)
+        if not self.policies:
+            raise RuntimeError("no route policy could be generated; see rejections.jsonl")
+        order = list(range(len(self.policies)))
+        random.Random(self.seed).shuffle(order)
+        self._order = order
+
+    async def _policy(self, domain: str, intent: str) -> RoutePolicy | None:
+        rng = item_rng(self.seed, "policy", domain, intent)
+        ctx = {"domain": domain, "intent": intent, "domain_words": domain.replace("_", " "),
+               "intent_words": intent.replace("_", " ")}
+        try:
+            return (await self.client.ask(stage_request("policy", self.stages["policy"], ctx, rng, RoutePolicy))).obj
+        except (InvalidReply, RequestFailed) as e:
+            self.prep_rejections.append({"stage": "policy", "item": f"{domain}/{intent}", "reason": _reason(e)})
+            return None
+
+    def n_items(self) -> int:
+        return int(self.cfg["n_items"])
+
+    # ------------------------------------------------------------ stages 2-5, one item
+    async def process(self, idx: int) -> dict:
+        pol = self.policies[self._order[idx % len(self._order)]]
+        rng = item_rng(self.seed, "item", idx)
+        turns_cfg = self.cfg.get("turns") or {}
+        lo, hi = int(turns_cfg.get("min", 1)), int(turns_cfg.get("max", 3))
+        n_user = rng.randint(lo, hi)
+        judge_cfg = self.cfg.get("judge") or {}
+        threshold = float(judge_cfg.get("threshold", 0.7))
+        events: Counter = Counter()
+        result = {"item": idx, "route": pol["name"], "domain": pol["domain"], "status": "rejected",
+                  "rejections": [], "outputs": [], "events": events}
+        feedback = ""
+        tone = rng.choice(list(self.cfg.get("tones") or ["casual"]))
+        convo = judge = None
+        for attempt in range(int(judge_cfg.get("max_regenerations", 2)) + 1):
+            ctx = {"route_name": pol["name"], "description": pol["description"], "domain": pol["domain"],
+                   "intent": pol["intent"], "n_user_turns": n_user, "min_turns": lo, "max_turns": hi,
+                   "feedback": feedback, "tone": tone}
+            try:
+                c = (await self.client.ask(stage_request("conversation", self.stages["conversation"], ctx, rng, Conversation,
+                                                         sample=f"item{idx}/a{attempt}"))).obj
+                n_got = sum(t.role == "user" for t in c.turns)
+                if not lo <= n_got <= hi or c.turns[-1].role != "user":
+                    raise InvalidReply(f"conversation has {n_got} user turns (expected {lo}..{hi}) "
+                                       f"or does not end on a user turn")
+                events["conversations"] += 1
+                text = render_conversation([t.model_dump() for t in c.turns])
+                jctx = {**ctx, "conversation_text": text}
+                j = (await self.client.ask(stage_request("judge", self.stages["judge"], jctx, rng, AlignmentJudgement,
+                                                         sample=f"item{idx}/a{attempt}"))).obj
+                events["judged"] += 1
+            except (InvalidReply, RequestFailed) as e:
+                result["rejections"].append({"stage": "conversation", "reason": _reason(e), "attempt": attempt})
+                events["invalid_conversation"] += 1
+                feedback = "The previous reply was not valid; follow the format exactly."
+                continue
+            if j.score >= threshold:
+                convo, judge = c, j
+                break
+            events["below_threshold"] += 1
+            result["rejections"].append({"stage": "judge", "reason": f"alignment {j.score:.2f} < {threshold}",
+                                         "attempt": attempt})
+            feedback = (f"A previous attempt scored {j.score:.2f} for alignment with the route: {j.reasoning} "
+                        f"Keep every user turn clearly about this route.")
+        if convo is None:
+            result["rejections"].append({"stage": "item", "reason": "no aligned conversation after regenerations"})
+            return result
+        result["status"] = "accepted"
+        result["rejections"] = []  # regenerations that led to an accepted item are events, not rejections
+        turns = [t.model_dump() for t in convo.turns]
+        result["dedup_text"] = render_conversation(turns)
+        for branch, bturns, target in await self._branches(idx, pol, turns, rng, events):
+            out = self._output(idx, branch, pol, bturns, target, judge, rng)
+            if self.cfg.get("scoring", {}).get("enabled"):
+                try:
+                    scores, costs = await score_query(self.client, self.cfg["scoring"], self.stages,
+                                                      render_conversation(bturns), pol["domain"], rng,
+                                                      sample=f"item{idx}/{branch}")
+                except (InvalidReply, RequestFailed) as e:
+                    # An unscored record would leave a hole in the score matrix: drop the branch.
+                    events["scoring_failed"] += 1
+                    result.setdefault("branch_rejections", []).append(
+                        {"stage": "scoring", "branch": branch, "reason": _reason(e)})
+                    continue
+                out["record"]["scores"], out["record"]["costs"] = scores, costs
+            events[f"branch_{branch}"] += 1
+            result["outputs"].append(out)
+        return result
+
+    async def _branches(self, idx: int, pol: dict, turns: list[dict], rng: random.Random, events: Counter):
+        aug = self.cfg.get("augment") or {}
+        out = [("original", turns, pol["name"])]
+        if rng.random() < float(aug.get("paraphrased", 0.0)):
+            users = [t["content"] for t in turns if t["role"] == "user"]
+            ctx = {"user_turns": users, "user_turns_text": "\n".join(f"- {u}" for u in users), "domain": pol["domain"]}
+            try:
+                p = (await self.client.ask(stage_request("paraphrase", self.stages["paraphrase"], ctx, rng, Paraphrase,
+                                                         sample=f"item{idx}"))).obj
+                if len(p.user_turns) != len(users):
+                    raise InvalidReply(f"paraphrase has {len(p.user_turns)} user turns, expected {len(users)}")
+                it = iter(p.user_turns)
+                out.append(("paraphrased", [{**t, "content": next(it)} if t["role"] == "user" else t for t in turns],
+                            pol["name"]))
+            except (InvalidReply, RequestFailed) as e:
+                events["paraphrase_failed"] += 1
+                log.info("item paraphrase rejected: %s", _reason(e))
+        if rng.random() < float(aug.get("noisy", 0.0)):
+            rate = float(aug.get("noise_rate", 0.3))
+            out.append(("noisy", [{**t, "content": add_typos(t["content"], rate, rng)} if t["role"] == "user" else t
+                                  for t in turns], pol["name"]))
+        if rng.random() < float(aug.get("irrelevant", 0.0)):
+            pool = list(aug.get("irrelevant_queries") or offline.IRRELEVANT)
+            out.append(("irrelevant", turns[:-1] + [{"role": "user", "content": rng.choice(pool)}], "other"))
+        if rng.random() < float(aug.get("domain_mix", 0.0)) and len(self.policies) > 1:
+            other = rng.choice([p for p in self.policies if p["domain"] != pol["domain"]] or self.policies)
+            prefix = [{"role": "user", "content": offline.OfflineBackend()._user_turn(other["intent"], rng)},
+                      {"role": "assistant", "content": rng.choice(offline.ASSISTANT)}]
+            out.append(("domain_mix", prefix + turns, pol["name"]))
+        return out
+
+    def _output(self, idx: int, branch: str, pol: dict, turns: list[dict], target: str,
+                judge: AlignmentJudgement, rng: random.Random) -> dict:
+        k = int((self.cfg.get("augment") or {}).get("n_candidate_routes", 5))
+        others = [p for p in self.policies if p["name"] != pol["name"]]
+        cands = [pol] + rng.sample(others, min(max(k - 1, 0), len(others)))
+        rng.shuffle(cands)
+        rid = stable_id("synth", self.name, self.seed, idx, branch)
+        arch = {"id": rid, "routes": [{"name": p["name"], "description": p["description"]} for p in cands],
+                "conversation": turns, "target": target, "domain": pol["domain"], "branch": branch,
+                "judge_score": judge.score, "judge_reasoning": judge.reasoning, "item": idx}
+        rec = RoutingRecord(id=rid, conversation=turns, task=pol["domain"], label=target)
+        return {"branch": branch, "label": target, "arch": arch, "record": dataclasses.asdict(rec)}
+
+    def finalize(self, kept: list[dict], run_dir) -> dict:
+        from router_lab.synth.store import atomic_write_jsonl
+
+        atomic_write_jsonl(run_dir / self.output_file, [o["arch"] for r in kept for o in r["outputs"]])
+        return {"routes": len(self.policies)}
+
+
+def _reason(e: BaseException) -> str:
+    return f"{type(e).__name__}: {str(e)[:300]}"

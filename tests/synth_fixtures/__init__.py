@@ -1,0 +1,1 @@
+"""Helpers for the synthetic-data generator tests and benchmarks."""
