@@ -1,0 +1,19 @@
+"""router_lab: train and compare LLM routers.
+
+    python -m router_lab.train                              # default: classifier router, synthetic benchmark
+    python -m router_lab.train +experiment=routerdc_split2  # RouterDC on RouterDC's split2 protocol
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+__version__ = "0.1.0"
+
+#: The repository root: conf/ and outputs/ live here.
+ROOT = Path(__file__).resolve().parent.parent
+CONF_DIR = ROOT / "conf"
+
+if not OmegaConf.has_resolver("router_lab_root"):
+    OmegaConf.register_new_resolver("router_lab_root", lambda: str(ROOT))

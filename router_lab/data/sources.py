@@ -1,0 +1,122 @@
+"""Turn a source spec from the config into records, via the Arrow dataset cache.
+
+A source spec is a mapping with a ``loader`` name and that loader's arguments::
+
+    {loader: routerdc, path: /data/split2_model7/mmlu_test.json}
+    {loader: synthetic, split: train, seed: 0}
+    {loader: table, path: my.jsonl, columns: {query: prompt}}
+
+``load_source`` looks the loader up (``router_lab.data.loaders.LOADERS`` plus the built-in
+``synthetic`` benchmark), and stores the result as a HF ``datasets.Dataset`` under
+``cache_dir/datasets/<key>``: the key covers the spec and the file's size and mtime, so an
+edited file is re-read and an unchanged one is not.
+"""
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import logging
+import os
+import shutil
+import uuid
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from router_lab.data.records import DataError, RoutingRecord, dataset_llm_names, dataset_to_records, records_to_dataset
+
+log = logging.getLogger(__name__)
+
+
+@lru_cache(maxsize=8)
+def _synthetic_splits(n_train: int, n_val: int, n_test: int, seed: int, ood_domains: tuple, noise: float):
+    from router_lab.data.synthetic import make_synthetic_benchmark
+
+    return make_synthetic_benchmark(n_train=n_train, n_val=n_val, n_test=n_test, seed=seed,
+                                    ood_domains=ood_domains, noise=noise)
+
+
+def load_synthetic(split: str = "train", n_train: int = 3000, n_val: int = 500, n_test: int = 1500, seed: int = 0,
+                   ood_domains=("law", "translation"), noise: float = 0.5) -> list[RoutingRecord]:
+    """The built-in synthetic benchmark: ``split`` is train, val, test (every test set, in-
+    and out-of-distribution) or one named test set such as ``test_math`` / ``ood_law``."""
+    splits = _synthetic_splits(int(n_train), int(n_val), int(n_test), int(seed), tuple(ood_domains), float(noise))
+    if split == "test":
+        return [r for name, recs in splits.items() if name not in ("train", "val") for r in recs]
+    if split not in splits:
+        raise DataError(f"synthetic benchmark has no split {split!r}; expected train, val, test or one of {sorted(splits)}")
+    return list(splits[split])
+
+
+def registry() -> dict[str, Callable[..., list[RoutingRecord]]]:
+    from router_lab.data.loaders import LOADERS
+
+    return {**LOADERS, "synthetic": load_synthetic}
+
+
+def resolve_loader(spec: Mapping[str, Any], where: str = "data") -> tuple[Callable, dict]:
+    """The loader function and its keyword arguments, checked against its signature."""
+    spec = dict(spec)
+    name = spec.pop("loader", None)
+    loaders = registry()
+    if name not in loaders:
+        raise DataError(f"{where}: loader {name!r} is unknown; expected one of {sorted(loaders)}")
+    fn = loaders[name]
+    try:
+        inspect.signature(fn).bind(**spec)
+    except TypeError as e:
+        raise DataError(f"{where}: loader {name!r} does not take these arguments ({e}); "
+                        f"its signature is {name}{inspect.signature(fn)}") from None
+    return fn, spec
+
+
+def _spec_key(spec: Mapping[str, Any]) -> str:
+    stamp = {}
+    path = spec.get("path")
+    if path and Path(str(path)).exists():
+        p = Path(str(path))
+        files = [p] if p.is_file() else sorted(x for x in p.rglob("*") if x.is_file())
+        stamp = {str(f): [f.stat().st_size, int(f.stat().st_mtime)] for f in files[:1000]}
+    blob = json.dumps({"spec": spec, "files": stamp, "v": 1}, sort_keys=True, default=str)
+    return hashlib.sha1(blob.encode()).hexdigest()[:20]
+
+
+def load_source(spec: Mapping[str, Any], cache_dir: str | os.PathLike | None = None, where: str = "data"):
+    """Records of one source as a ``datasets.Dataset`` (scores aligned to the file's LLMs)."""
+    from datasets import load_from_disk
+
+    spec = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dict(spec).items()}
+    fn, kwargs = resolve_loader(spec, where)
+    if "path" in kwargs and kwargs["path"] is not None and not Path(str(kwargs["path"])).exists():
+        raise DataError(f"{where}: file {kwargs['path']} does not exist; expected a data file "
+                        "(set paths.data_dir or the source's path)")
+    target = Path(cache_dir) / "datasets" / _spec_key(spec) if cache_dir else None
+    if target is not None and (target / "dataset_info.json").exists():
+        try:
+            return load_from_disk(str(target))
+        except Exception as e:  # a damaged cache entry is rebuilt, not fatal
+            log.warning("dataset cache %s unreadable (%s); rebuilding", target, e)
+    records = fn(**kwargs)
+    if not records:
+        raise DataError(f"{where}: source {spec} produced no records; expected at least one")
+    names: list[str] = []
+    for r in records:
+        for n in r.scores:
+            if n not in names:
+                names.append(n)
+    ds = records_to_dataset(records, names)
+    if target is not None:
+        tmp = target.parent / f".tmp-{uuid.uuid4().hex[:8]}"
+        ds.save_to_disk(str(tmp))
+        try:
+            os.replace(tmp, target)
+        except OSError:  # another job cached it first
+            shutil.rmtree(tmp, ignore_errors=True)
+        ds = load_from_disk(str(target))
+    return ds
+
+
+def load_records(spec: Mapping[str, Any], cache_dir=None, where: str = "data") -> tuple[list[RoutingRecord], list[str]]:
+    ds = load_source(spec, cache_dir, where)
+    return dataset_to_records(ds), dataset_llm_names(ds)

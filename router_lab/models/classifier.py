@@ -1,0 +1,124 @@
+"""Classifier router (the "DistilBERT router"): encoder + classification head over categories,
+softmax confidence, and a fallback LLM when the router is unsure.
+
+    python -m router_lab.train model=classifier                       # default run
+    python -m router_lab.train model=classifier encoder=distilbert_base encoder.frozen=false \
+        model.confidence_threshold=0.6 model.fallback_llm=generalist-70b
+
+Categories are the data's labels (e.g. CLINC150 domains) or, for score data, the best LLM
+of each training query (then category == LLM). ``category_to_llm`` maps a category to the
+LLM that serves it; unmapped categories and low-confidence queries go to ``fallback_llm``
+(default: the best single LLM on the training data).
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import lightning as L
+import torch
+from torch import nn
+
+from router_lab.evaluation import OutputCollector, routing_metrics, selection_score
+from router_lab.models.common import adamw_with_warmup, build_query_encoder, embed_batch, llm_index, mlp, \
+    total_training_steps
+
+
+class ClassifierRouter(L.LightningModule):
+    def __init__(
+        self,
+        data_info: Mapping[str, Any],
+        encoder: Mapping[str, Any],
+        hidden_dim: int = 256,
+        dropout: float = 0.1,
+        lr: float = 3e-5,
+        head_lr: float = 1e-3,
+        weight_decay: float = 0.01,
+        warmup_ratio: float = 0.1,
+        label_smoothing: float = 0.0,
+        category_to_llm: Mapping[str, str] | None = None,
+        confidence_threshold: float = 0.0,
+        fallback_llm: str | None = None,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        info = dict(data_info)
+        self.categories: list[str] = list(info["categories"])
+        self.llm_names: list[str] = list(info["llm_names"])
+        self.encoder = build_query_encoder(encoder)
+        dim = self.encoder.dim if self.encoder is not None else int(info["embedding_dim"])
+        self.head = mlp(dim, hidden_dim, len(self.categories), dropout)
+        self.loss_fn = nn.CrossEntropyLoss(ignore_index=-1, label_smoothing=label_smoothing)
+
+        # category -> LLM index; -1 = no LLM (label-only data without a mapping).
+        mapping = dict(category_to_llm or {})
+        if info.get("label_kind") == "best_llm":
+            mapping = {c: c for c in self.categories} | mapping
+        for cat in mapping:
+            if cat not in self.categories:
+                raise ValueError(f"model.category_to_llm names category {cat!r}; the categories are {self.categories}")
+        if fallback_llm is None and self.llm_names:
+            means = info.get("train_mean_scores") or []
+            fallback_llm = self.llm_names[int(torch.tensor(means).argmax())] if means else self.llm_names[0]
+        self.fallback_index = llm_index(self.llm_names, fallback_llm, "model.fallback_llm") if fallback_llm else -1
+        cat_llm = [llm_index(self.llm_names, mapping[c], f"model.category_to_llm[{c}]") if c in mapping
+                   else self.fallback_index for c in self.categories]
+        self.register_buffer("category_llm", torch.tensor(cat_llm, dtype=torch.long), persistent=False)
+        self.confidence_threshold = float(confidence_threshold)
+        self._val = OutputCollector()
+        self.test_outputs: dict[int, OutputCollector] = {}
+
+    # ------------------------------------------------------------------ routing
+    def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Category logits (B, C)."""
+        return self.head(embed_batch(self.encoder, batch))
+
+    def decide(self, logits: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Category, confidence, LLM and whether the fallback fired, from logits."""
+        probs = logits.softmax(-1)
+        confidence, category = probs.max(-1)
+        llm = self.category_llm[category]
+        fallback = (confidence < self.confidence_threshold) | (llm < 0)
+        llm = torch.where(fallback, torch.full_like(llm, self.fallback_index), llm)
+        # Per-LLM utility: the probability mass of the categories each LLM serves.
+        n = len(self.llm_names)
+        util = torch.zeros(probs.size(0), n, device=probs.device)
+        if n:
+            util.index_add_(1, self.category_llm.clamp(min=0), probs * (self.category_llm >= 0))
+        return {"probs": probs, "category": category, "confidence": confidence, "llm": llm,
+                "fallback": fallback, "utilities": util}
+
+    # ------------------------------------------------------------------ training
+    def training_step(self, batch, batch_idx):
+        logits = self(batch)
+        loss = self.loss_fn(logits, batch["label"])
+        self.log("train/loss", loss, prog_bar=True, batch_size=logits.size(0))
+        return loss
+
+    def _collect(self, collector: OutputCollector, batch) -> torch.Tensor:
+        logits = self(batch)
+        d = self.decide(logits)
+        collector.add(batch, d["utilities"], d["llm"], d["confidence"], d["category"], d["fallback"])
+        return logits
+
+    def validation_step(self, batch, batch_idx):
+        logits = self._collect(self._val, batch)
+        if (batch["label"] >= 0).any():
+            self.log("val/loss", self.loss_fn(logits, batch["label"]), batch_size=logits.size(0))
+
+    def on_validation_epoch_end(self):
+        m = routing_metrics(self._val.result()) if self._val.parts else {}
+        self._val.reset()
+        for k, v in m.items():
+            self.log(f"val/{k}", v)
+        self.log("val/score", selection_score(m), prog_bar=True)
+
+    def on_test_epoch_start(self):
+        self.test_outputs = {}
+
+    def test_step(self, batch, batch_idx, dataloader_idx: int = 0):
+        self._collect(self.test_outputs.setdefault(dataloader_idx, OutputCollector()), batch)
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        return adamw_with_warmup(self, self.encoder, hp.lr, hp.head_lr, hp.weight_decay, hp.warmup_ratio,
+                                 total_training_steps(self.trainer))

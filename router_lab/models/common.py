@@ -1,0 +1,75 @@
+"""Pieces every router family shares, as plain functions (no base class)."""
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping
+
+import torch
+from torch import nn
+
+from router_lab.encoders import EncoderSpec, QueryEncoder
+from router_lab.pool import PoolError
+
+
+def build_query_encoder(encoder: Mapping[str, Any]) -> QueryEncoder | None:
+    """The trainable backbone in fine-tune mode; None when frozen (batches carry cached
+    embeddings)."""
+    spec = EncoderSpec.from_config(encoder)
+    return None if spec.frozen else QueryEncoder(spec)
+
+
+def embed_batch(encoder: QueryEncoder | None, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """(B, D) query embeddings: cached ones, or a forward pass of the backbone."""
+    if "embedding" in batch:
+        return batch["embedding"]
+    if encoder is None:
+        raise RuntimeError("batch has no cached 'embedding' and the router has no encoder (frozen mode)")
+    return encoder(batch["input_ids"], batch["attention_mask"])
+
+
+def adamw_with_warmup(module: nn.Module, encoder: nn.Module | None, lr: float, head_lr: float,
+                      weight_decay: float, warmup_ratio: float, total_steps: int):
+    """AdamW (encoder at ``lr``, everything else at ``head_lr``; no decay on biases and
+    norms) with linear warm-up then linear decay to 0, stepped every batch."""
+    enc_ids = {id(p) for p in encoder.parameters()} if encoder is not None else set()
+    groups: dict[tuple, list] = {}
+    for name, p in module.named_parameters():
+        if not p.requires_grad:
+            continue
+        decay = p.ndim > 1 and "norm" not in name.lower()
+        key = (id(p) in enc_ids, decay)
+        groups.setdefault(key, []).append(p)
+    param_groups = [
+        {"params": ps, "lr": lr if is_enc else head_lr, "weight_decay": weight_decay if decay else 0.0}
+        for (is_enc, decay), ps in groups.items()
+    ]
+    opt = torch.optim.AdamW(param_groups)
+    total = max(1, int(total_steps))
+    warmup = int(warmup_ratio * total)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / max(1, warmup)
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def llm_index(names: list[str], name: str, what: str) -> int:
+    if name not in names:
+        raise PoolError(f"{what}: unknown LLM {name!r}; the pool is {names}")
+    return names.index(name)
+
+
+def mlp(in_dim: int, hidden_dim: int, out_dim: int, dropout: float) -> nn.Module:
+    if hidden_dim <= 0:
+        return nn.Sequential(nn.Dropout(dropout), nn.Linear(in_dim, out_dim))
+    return nn.Sequential(nn.Dropout(dropout), nn.Linear(in_dim, hidden_dim), nn.GELU(), nn.Dropout(dropout),
+                         nn.Linear(hidden_dim, out_dim))
+
+
+def total_training_steps(trainer) -> int:
+    try:
+        return int(trainer.estimated_stepping_batches)
+    except Exception:  # not attached (e.g. a unit test building the optimiser directly)
+        return 1000

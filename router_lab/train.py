@@ -1,0 +1,135 @@
+"""Train a router, test its best checkpoint on every test set, print it against baselines.
+
+    python -m router_lab.train                                   # classifier router, synthetic benchmark, MiniLM
+    python -m router_lab.train +experiment=routerdc_split2       # RouterDC, split2 protocol
+    python -m router_lab.train -m model=classifier,routerdc seed=1,2,3   # a sweep
+    python -m router_lab.train debug=fast_dev_run                # one batch of everything
+
+Writes into the run dir (``outputs/<task_name>/runs/<time>/``): ``.hydra/`` (the resolved
+config), ``checkpoints/best.ckpt``, ``metrics.json`` (flat name -> number, router and
+baselines on every test set; written last, atomically), ``results.md`` (the table) and the
+logger's files.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+from omegaconf import DictConfig, OmegaConf
+
+from router_lab import CONF_DIR
+from router_lab.errors import run_main
+from router_lab.evaluation import evaluate, results_table
+
+log = logging.getLogger("router_lab.train")
+
+
+def instantiate_list(cfg: DictConfig | None) -> list:
+    """Callbacks/loggers: every entry of the group that has a ``_target_``."""
+    if not cfg:
+        return []
+    return [hydra.utils.instantiate(c) for c in cfg.values() if isinstance(c, DictConfig) and "_target_" in c]
+
+
+def write_json_atomic(obj: Any, path: str | Path) -> None:
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def collect_test_outputs(model, dm) -> dict:
+    return {name: model.test_outputs[i].result() for i, name in enumerate(dm.test_set_names) if i in model.test_outputs}
+
+
+def report(dm, model, output_dir: str | Path, extra: dict | None = None, title: str = "router vs baselines") -> dict:
+    """Metrics + table for a tested model; writes metrics.json and results.md."""
+    metrics = evaluate(dm, collect_test_outputs(model, dm))
+    metrics.update(extra or {})
+    table = results_table(metrics, dm.test_set_names, dm.groups, title=title)
+    print("\n" + table + "\n")
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.md").write_text("```\n" + table + "\n```\n")
+    write_json_atomic(metrics, out / "metrics.json")  # last: its presence marks a finished run
+    return metrics
+
+
+def train(cfg: DictConfig) -> tuple[dict, dict]:
+    """Fit, test the best checkpoint, report. Returns (metrics, objects)."""
+    if cfg.get("seed") is not None:
+        L.seed_everything(int(cfg.seed), workers=True)
+    out_dir = Path(cfg.paths.output_dir)
+
+    log.info("data: %s", cfg.data._target_)
+    dm = hydra.utils.instantiate(cfg.data, _convert_="all")
+    t0 = time.perf_counter()
+    dm.setup("fit")
+    data_seconds = time.perf_counter() - t0
+
+    log.info("model: %s", cfg.model._target_)
+    model = hydra.utils.instantiate(cfg.model, data_info=dm.info(), _convert_="all")
+    callbacks = instantiate_list(cfg.get("callbacks"))
+    loggers = instantiate_list(cfg.get("logger"))
+    trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    for lg in loggers:
+        lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+
+    objects = {"cfg": cfg, "datamodule": dm, "model": model, "trainer": trainer, "callbacks": callbacks,
+               "loggers": loggers}
+    t1 = time.perf_counter()
+    if cfg.get("train", True):
+        trainer.fit(model, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
+    fit_seconds = time.perf_counter() - t1
+
+    extra: dict[str, float] = {"time/data_seconds": data_seconds, "time/fit_seconds": fit_seconds}
+    if dm.encode_stats:
+        extra["time/encode_seconds"] = float(dm.encode_stats.get("seconds", 0.0))
+    ckpt_cb = trainer.checkpoint_callback
+    best = ckpt_cb.best_model_path if ckpt_cb is not None and ckpt_cb.best_model_path else None
+    if ckpt_cb is not None and ckpt_cb.best_model_score is not None:
+        extra["val/score_best"] = float(ckpt_cb.best_model_score)
+    elif "val/score" in trainer.callback_metrics:
+        extra["val/score_best"] = float(trainer.callback_metrics["val/score"])
+
+    metrics: dict = {}
+    if cfg.get("test", True):
+        # weights_only: a checkpoint can't run code on load.
+        trainer.test(model, datamodule=dm, ckpt_path=best, weights_only=True, verbose=False)
+        metrics = report(dm, model, out_dir, extra)
+        for lg in loggers:
+            lg.log_metrics({k: v for k, v in metrics.items()})
+    for lg in loggers:
+        lg.finalize("success")
+    if best:
+        log.info("best checkpoint: %s", best)
+    log.info("metrics: %s", out_dir / "metrics.json")
+    return metrics, objects
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    if cfg.get("extras", {}).get("ignore_warnings"):
+        warnings.filterwarnings("ignore")
+    if cfg.get("extras", {}).get("print_config"):
+        log.info("config:\n%s", OmegaConf.to_yaml(cfg, resolve=False))
+    metrics, objects = run_main(train, cfg)
+    # Each sweep job closes its W&B run before the next starts.
+    for lg in objects.get("loggers", []):
+        exp = getattr(lg, "_experiment", None)
+        if exp is not None and hasattr(exp, "finish"):
+            exp.finish()
+    key = cfg.get("optimized_metric")
+    return metrics.get(key) if key else None
+
+
+if __name__ == "__main__":
+    main()
