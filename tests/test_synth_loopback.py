@@ -1,0 +1,96 @@
+"""The real groq / openai SDK clients, through instructor, against a scripted loopback server.
+
+The server (``synth_fixtures.loopback``) answers on 127.0.0.1 with valid tool-call replies,
+invalid JSON, schema-violating JSON, 429 + ``retry-after``, 500 and a stall past the
+per-request timeout; the pipeline must finish with a valid dataset and count every retry.
+"""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from router_lab.data.loaders import load_records_jsonl
+from router_lab.synth.backends import (InvalidReply, LLMClient, Request, RequestCache, RetryPolicy,
+                                       build_backend)
+from router_lab.synth.run import run_synth
+from router_lab.synth.schemas import RoutePolicy
+from synth_fixtures.configs import loopback_updates, synth_cfg
+from synth_fixtures.loopback import LoopbackLLM, pipeline_responder
+
+SECRET = "sk-loopback-FAKE-SECRET-7f3a"
+
+
+@pytest.mark.parametrize("backend", ["groq", "openai"])
+def test_pipeline_survives_every_kind_of_bad_reply(tmp_path, monkeypatch, backend):
+    monkeypatch.setenv("SYNTH_TEST_API_KEY", SECRET)
+    script = ["429", "500", "invalid_json", "schema_violation", "stall", "invalid_json", "invalid_json"]
+    with LoopbackLLM(script=script, stall_s=1.5, responder=pipeline_responder) as srv:
+        cfg = synth_cfg("arch_router", n_items=10, concurrency=4, **loopback_updates(backend, srv, timeout_s=0.5))
+        s = run_synth(cfg, tmp_path)
+        counts = dict(srv.counts)
+        auth = set(srv.auth_headers)
+    assert all(counts.get(k) for k in ("429", "500", "invalid_json", "schema_violation", "stall")), counts
+    assert auth == {f"Bearer {SECRET}"}  # the SDK really sent the key from the environment
+    retried = s["stages"]["retried"]
+    assert retried.get("429") and retried.get("5xx") and retried.get("timeout"), retried
+    assert s["items"]["done"] == 10 and s["records"] > 0
+    records = load_records_jsonl(tmp_path / "records.jsonl")
+    assert len({r.id for r in records}) == len(records) == s["records"]
+    # The key never reaches logs, configs or outputs.
+    for f in tmp_path.rglob("*"):
+        if f.is_file():
+            assert SECRET not in f.read_text(errors="ignore"), f
+
+
+def _client(srv, tmp_path, validation_retries=1, max_attempts=4):
+    backend = build_backend({"backend": "openai", "base_url": srv.openai_base_url, "api_key_env": "SYNTH_TEST_API_KEY",
+                             "request_timeout_s": 0.5, "validation_retries": validation_retries})
+    return LLMClient(backend, RequestCache(tmp_path / "cache.jsonl"),
+                     RetryPolicy(max_attempts=max_attempts, base_delay_s=0.01, max_delay_s=0.2), concurrency=2)
+
+
+def _req(text="write a policy"):
+    return Request(stage="policy", model="m", temperature=0.0, messages=[{"role": "user", "content": text}],
+                   response_model=RoutePolicy)
+
+
+def test_retry_after_is_honoured_and_replies_are_cached(tmp_path, monkeypatch):
+    import asyncio
+
+    monkeypatch.setenv("SYNTH_TEST_API_KEY", SECRET)
+    with LoopbackLLM(script=["429"], retry_after="0.3") as srv:
+        client = _client(srv, tmp_path)
+        t0 = time.perf_counter()
+        reply = asyncio.run(client.ask(_req()))
+        waited = time.perf_counter() - t0
+        assert waited >= 0.3 and not reply.cached
+        assert client.stats.retried["429"] == 1
+        again = asyncio.run(client.ask(_req()))  # same content: from the cache, no request
+        assert again.cached and again.obj.model_dump() == reply.obj.model_dump() and srv.counts["ok"] == 1
+    client.close()
+    row = json.loads((tmp_path / "cache.jsonl").read_text().splitlines()[0])
+    assert row["key"] == _req().key() and row["reply"] == reply.obj.model_dump()
+
+
+def test_invalid_replies_end_in_invalidreply_not_a_crash(tmp_path, monkeypatch):
+    import asyncio
+
+    monkeypatch.setenv("SYNTH_TEST_API_KEY", SECRET)
+    with LoopbackLLM(script=["invalid_json", "schema_violation"]) as srv:
+        client = _client(srv, tmp_path, validation_retries=1)
+        with pytest.raises(InvalidReply):
+            asyncio.run(client.ask(_req()))
+        assert client.stats.invalid["policy"] == 1
+        assert asyncio.run(client.ask(_req())).obj.name  # the next request is fine
+
+
+def test_a_rejected_item_is_logged_and_the_run_goes_on(tmp_path, monkeypatch):
+    monkeypatch.setenv("SYNTH_TEST_API_KEY", SECRET)
+    # Every reply schema-violating: every policy is rejected, the run stops with a clear error,
+    # and the rejections are on disk.
+    with LoopbackLLM(script=["schema_violation"] * 200) as srv:
+        cfg = synth_cfg("arch_router", n_items=3, validation_retries=0, **loopback_updates("openai", srv))
+        with pytest.raises(RuntimeError, match="no route policy"):
+            run_synth(cfg, tmp_path)
