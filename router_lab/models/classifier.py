@@ -72,8 +72,12 @@ class ClassifierRouter(L.LightningModule):
         """Category logits (B, C)."""
         return self.head(embed_batch(self.encoder, batch))
 
-    def decide(self, logits: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Category, confidence, LLM and whether the fallback fired, from logits."""
+    def decide(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The routing decision for a batch: ``llm`` (B,), ``utilities`` (B, L),
+        ``confidence`` (B,), ``fallback`` (B,), plus ``category``/``probs``."""
+        return self._decide(self(batch))
+
+    def _decide(self, logits: torch.Tensor) -> dict[str, torch.Tensor]:
         probs = logits.softmax(-1)
         confidence, category = probs.max(-1)
         llm = self.category_llm[category]
@@ -96,7 +100,7 @@ class ClassifierRouter(L.LightningModule):
 
     def _collect(self, collector: OutputCollector, batch) -> torch.Tensor:
         logits = self(batch)
-        d = self.decide(logits)
+        d = self._decide(logits)
         collector.add(batch, d["utilities"], d["llm"], d["confidence"], d["category"], d["fallback"])
         return logits
 

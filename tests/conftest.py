@@ -1,0 +1,89 @@
+"""Shared fixtures: tiny random-initialised encoders of every architecture (offline),
+small routing data, and the composed Hydra config."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+ARCHS = ("bert", "distilbert", "deberta_v2", "qwen2")
+
+
+def make_tiny_encoder(arch: str, out_dir: Path) -> Path:
+    """Write a tiny random-initialised model of ``arch`` with a local tokenizer (MiniLM's
+    WordPiece vocabulary, so no download) and return its directory."""
+    import torch
+    from transformers import (AutoModel, BertConfig, BertTokenizerFast, DebertaV2Config, DistilBertConfig,
+                              Qwen2Config)
+
+    from router_lab.encoders import minilm_path
+
+    tok = BertTokenizerFast.from_pretrained(minilm_path())
+    vocab = tok.vocab_size
+    common = dict(vocab_size=vocab, max_position_embeddings=128)
+    cfg = {
+        "bert": lambda: BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                                   **common),
+        "distilbert": lambda: DistilBertConfig(dim=32, n_layers=2, n_heads=2, hidden_dim=64, **common),
+        "deberta_v2": lambda: DebertaV2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                              intermediate_size=64, relative_attention=True, position_buckets=16,
+                                              pos_att_type=["p2c", "c2p"], **common),
+        "qwen2": lambda: Qwen2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+                                     intermediate_size=64, **common),
+    }[arch]()
+    torch.manual_seed(0)
+    model = AutoModel.from_config(cfg)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir)
+    tok.save_pretrained(out_dir)
+    return out_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_encoders(tmp_path_factory) -> dict[str, Path]:
+    """{arch: directory} for every architecture's tiny model."""
+    root = tmp_path_factory.mktemp("tiny_encoders")
+    return {arch: make_tiny_encoder(arch, root / arch) for arch in ARCHS}
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tiny_encoders) -> Path:
+    return tiny_encoders["bert"]
+
+
+def compose(overrides: list[str] | None = None, config_name: str = "train", output_dir: str | Path | None = None):
+    """The real config, composed once for a test (no Hydra run dir: paths set explicitly)."""
+    from hydra import compose as hcompose, initialize_config_dir
+    from omegaconf import open_dict
+
+    import router_lab  # noqa: F401  (registers resolvers)
+    from router_lab import CONF_DIR
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = hcompose(config_name=config_name, overrides=overrides or [], return_hydra_config=False)
+    if output_dir is not None:
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(output_dir)
+            cfg.paths.work_dir = str(output_dir)
+    return cfg
+
+
+@pytest.fixture
+def cfg_factory(tmp_path):
+    """compose(...) with outputs and caches under tmp_path, CPU, no logger."""
+
+    def make(overrides: list[str] | None = None, config_name: str = "train"):
+        base = [f"paths.cache_dir={tmp_path / 'cache'}", "logger=none", "trainer.accelerator=cpu",
+                "extras.print_config=false"]
+        return compose(base + list(overrides or []), config_name, output_dir=tmp_path / "run")
+
+    return make
