@@ -372,7 +372,23 @@ class RouterDataModule(L.LightningDataModule):
             else hidden_size(self.encoder),
             "train_mean_scores": [float(x) for x in getattr(self, "train_mean_scores", [])],
             "has_scores": bool(self.train_set.has_scores),
+            # RouterDC's cluster loss needs cluster ids on every training record.
+            "has_cluster_ids": bool((self.train_set.cluster_ids >= 0).all()),
+            "num_clusters": int(self.train_set.cluster_ids.max() + 1) if len(self.train_set) else 0,
+            # (tasks x LLMs) mean effective score per training task: a capability profile.
+            "task_mean_scores": self._task_mean_scores(),
         }
+
+    def _task_mean_scores(self) -> list[list[float]]:
+        if not self.train_set.has_scores:
+            return []
+        eff = self.train_set.effective_scores()
+        tasks = np.array(self.train_set.tasks)
+        rows = []
+        for t in self.tasks:
+            m = np.nanmean(eff[tasks == t], axis=0)
+            rows.append([float(x) if not np.isnan(x) else 0.0 for x in m])
+        return rows
 
     # ------------------------------------------------------------------ loaders
     def _loader(self, split: RoutingSplit, shuffle: bool, batch_size: int) -> DataLoader:

@@ -247,8 +247,10 @@ class LLMClient:
         self.stats.failed[req.stage] += 1
         raise RequestFailed(f"{req.stage}: gave up after {self.retry.max_attempts} attempts (last: {err.kind})")
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
         self.cache.close()
+        if hasattr(self.backend, "aclose"):
+            await self.backend.aclose()
 
 
 # ---------------------------------------------------------------- real backends
@@ -282,17 +284,23 @@ class InstructorBackend:
             import groq
 
             sdk = groq.AsyncGroq(api_key=key, base_url=base_url, max_retries=0, timeout=self.timeout_s)
+            self._sdk = sdk
             self._client = instructor.from_groq(sdk, mode=instructor.Mode.TOOLS)
             self._errors = groq
         else:
             import openai
 
             sdk = openai.AsyncOpenAI(api_key=key, base_url=base_url, max_retries=0, timeout=self.timeout_s)
+            self._sdk = sdk
             self._client = instructor.from_openai(sdk, mode=instructor.Mode.TOOLS)
             self._errors = openai
         # instructor logs every failed call at ERROR; our counters and rejections say it once.
         for name in ("instructor", "instructor.v2.retry", "instructor.core.retry"):
             logging.getLogger(name).setLevel(logging.CRITICAL)
+
+    async def aclose(self) -> None:
+        """Close the HTTP pool inside the event loop (else httpx complains at exit)."""
+        await self._sdk.close()
 
     async def complete(self, req: Request) -> tuple[Any, Usage]:
         from instructor.core.exceptions import InstructorRetryException

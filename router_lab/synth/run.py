@@ -136,7 +136,7 @@ async def _run(cfg: dict, run_dir: Path) -> dict:
         if bar is not None:
             bar.close()
         items.close()
-        client.close()
+        await client.aclose()
     elapsed = time.perf_counter() - t0
     summary = _finalize(cfg, recipe, client, items, n, run_dir)
     summary["timing"] = {"elapsed_s": round(elapsed, 3), "items_this_session": len(todo),
