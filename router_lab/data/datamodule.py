@@ -364,7 +364,9 @@ class RouterDataModule(L.LightningDataModule):
 
         return {
             "llm_names": list(self.pool.names),
-            "llm_costs": [float(c) for c in self.pool.costs],
+            # The pool's costs, or the mean per-record cost on training data when the pool has none.
+            "llm_costs": [float(c) for c in (self.pool.costs if any(self.pool.costs) or self.train_set.costs is None
+                                             else self.train_set.costs.mean(axis=0))],
             "categories": list(self.categories),
             "label_kind": self.label_kind,
             "tasks": list(self.tasks),
