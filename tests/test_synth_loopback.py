@@ -69,7 +69,6 @@ def test_retry_after_is_honoured_and_replies_are_cached(tmp_path, monkeypatch):
         assert client.stats.retried["429"] == 1
         again = asyncio.run(client.ask(_req()))  # same content: from the cache, no request
         assert again.cached and again.obj.model_dump() == reply.obj.model_dump() and srv.counts["ok"] == 1
-    client.close()
     row = json.loads((tmp_path / "cache.jsonl").read_text().splitlines()[0])
     assert row["key"] == _req().key() and row["reply"] == reply.obj.model_dump()
 

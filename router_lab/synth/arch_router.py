@@ -133,7 +133,8 @@ class ArchRouterRecipe:
                                                          sample=f"item{idx}/a{attempt}"))).obj
                 events["judged"] += 1
             except (InvalidReply, RequestFailed) as e:
-                result["rejections"].append({"stage": "conversation", "reason": _reason(e), "attempt": attempt})
+                result["rejections"].append({"stage": "conversation", "layer": "structural", "reason": _reason(e),
+                                             "attempt": attempt})
                 events["invalid_conversation"] += 1
                 feedback = "The previous reply was not valid; follow the format exactly."
                 continue
@@ -141,12 +142,13 @@ class ArchRouterRecipe:
                 convo, judge = c, j
                 break
             events["below_threshold"] += 1
-            result["rejections"].append({"stage": "judge", "reason": f"alignment {j.score:.2f} < {threshold}",
-                                         "attempt": attempt})
+            result["rejections"].append({"stage": "judge", "layer": "alignment",
+                                         "reason": f"alignment {j.score:.2f} < {threshold}", "attempt": attempt})
             feedback = (f"A previous attempt scored {j.score:.2f} for alignment with the route: {j.reasoning} "
                         f"Keep every user turn clearly about this route.")
         if convo is None:
-            result["rejections"].append({"stage": "item", "reason": "no aligned conversation after regenerations"})
+            result["rejections"].append({"stage": "item", "layer": result["rejections"][-1]["layer"],
+                                         "reason": "no aligned conversation after regenerations"})
             return result
         result["status"] = "accepted"
         result["rejections"] = []  # regenerations that led to an accepted item are events, not rejections

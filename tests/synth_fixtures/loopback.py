@@ -7,8 +7,8 @@ Speaks POST ``/v1/chat/completions`` (OpenAI) and ``/openai/v1/chat/completions`
 (Groq's base path). Valid replies are tool calls (instructor TOOLS mode) whose arguments
 are made up from the request's tool JSON schema, deterministically from the request's
 messages, so the same request always gets the same answer. Faults are scripted: a queue
-consumed by the first requests (``script``) and/or a fraction of requests, picked by the
-hash of their content, that fail on their first attempt (``fault_rate``). Stalls are
+consumed by the first requests (``script``) and/or exactly a fraction of all replies
+(``fault_rate``, every 1/rate-th reply, alternating 429 and 500). Stalls are
 bounded (``stall_s``), and the server thread is a daemon: nothing outlives the process.
 """
 from __future__ import annotations
@@ -101,6 +101,8 @@ class LoopbackLLM:
         self.seen: Counter = Counter()
         self.auth_headers: list[str] = []
         self._lock = threading.Lock()
+        self._fault_acc = 0.0
+        self._n_faults = 0
         self._server: ThreadingHTTPServer | None = None
 
     # ------------------------------------------------------------ lifecycle
@@ -152,10 +154,14 @@ class LoopbackLLM:
             self.seen[key] += 1
             if self.script:
                 return self.script.popleft()
-        if attempt == 0 and self.fault_rate > 0:
-            r = _rng_for("fault" + key)
-            if r.random() < self.fault_rate:
-                return r.choice(("429", "500"))
+            # Exactly ``fault_rate`` of all replies are faults, alternating 429 / 500; a client
+            # that retries loses nothing.
+            if self.fault_rate > 0:
+                self._fault_acc += self.fault_rate
+                if self._fault_acc >= 1.0:
+                    self._fault_acc -= 1.0
+                    self._n_faults += 1
+                    return "429" if self._n_faults % 2 else "500"
         return None
 
     def _handle(self, h: BaseHTTPRequestHandler) -> None:
