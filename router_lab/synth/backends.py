@@ -22,7 +22,6 @@ import logging
 import os
 import random
 import threading
-import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -256,9 +255,10 @@ class LLMClient:
 # ---------------------------------------------------------------- real backends
 
 def _api_key(kind: str, key_env: str | None) -> str:
-    from dotenv import load_dotenv
+    from dotenv import find_dotenv, load_dotenv
 
-    load_dotenv(override=False)  # .env in the working directory; the environment wins
+    # .env in the working directory (or a parent); the environment wins over it.
+    load_dotenv(find_dotenv(usecwd=True), override=False)
     env = key_env or DEFAULT_KEY_ENV[kind]
     key = os.environ.get(env)
     if not key:

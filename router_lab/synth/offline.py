@@ -12,7 +12,6 @@ import random
 from typing import Any, Mapping
 
 from router_lab.synth.backends import InvalidReply, Request, Usage
-from router_lab.synth import schemas as S
 
 OPENERS = ["Hi,", "Hello!", "Hey there,", "Quick question:", "Good morning.", "Sorry to bother you,", "Okay so", ""]
 ASKS = ["can you", "could you please", "I need you to", "would you", "please", "I'd like to", "help me"]
