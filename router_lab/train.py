@@ -77,8 +77,10 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
 
     log.info("model: %s", cfg.model._target_)
     model = hydra.utils.instantiate(cfg.model, data_info=dm.info(), _convert_="all")
-    callbacks = instantiate_list(cfg.get("callbacks"))
     loggers = instantiate_list(cfg.get("logger"))
+    callbacks = instantiate_list(cfg.get("callbacks"))
+    if not loggers:  # nothing to monitor the learning rate into
+        callbacks = [c for c in callbacks if type(c).__name__ != "LearningRateMonitor"]
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     for lg in loggers:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))

@@ -155,8 +155,12 @@ class RouterDataModule(L.LightningDataModule):
         cache_dir: str | None = None,
         pad_to_max_length: bool = False,
         device: str = "cpu",
+        path: str | None = None,
     ):
+        """``path``: a base directory the source specs may interpolate (``${data.path}``),
+        e.g. a generator run dir for ``data=synthetic_generated data.path=...``."""
         super().__init__()
+        self.path = path
         self.train_spec = train
         self.val_spec = val
         self.test_spec = dict(test) if test else None

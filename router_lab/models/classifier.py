@@ -60,8 +60,9 @@ class ClassifierRouter(L.LightningModule):
             means = info.get("train_mean_scores") or []
             fallback_llm = self.llm_names[int(torch.tensor(means).argmax())] if means else self.llm_names[0]
         self.fallback_index = llm_index(self.llm_names, fallback_llm, "model.fallback_llm") if fallback_llm else -1
+        # -1: no LLM serves this category, so its queries take the fallback.
         cat_llm = [llm_index(self.llm_names, mapping[c], f"model.category_to_llm[{c}]") if c in mapping
-                   else self.fallback_index for c in self.categories]
+                   else -1 for c in self.categories]
         self.register_buffer("category_llm", torch.tensor(cat_llm, dtype=torch.long), persistent=False)
         self.confidence_threshold = float(confidence_threshold)
         self._val = OutputCollector()
@@ -83,11 +84,14 @@ class ClassifierRouter(L.LightningModule):
         llm = self.category_llm[category]
         fallback = (confidence < self.confidence_threshold) | (llm < 0)
         llm = torch.where(fallback, torch.full_like(llm, self.fallback_index), llm)
-        # Per-LLM utility: the probability mass of the categories each LLM serves.
+        # Per-LLM utility: the probability mass of the categories each LLM serves
+        # (unmapped categories count for the fallback LLM).
         n = len(self.llm_names)
         util = torch.zeros(probs.size(0), n, device=probs.device)
-        if n:
-            util.index_add_(1, self.category_llm.clamp(min=0), probs * (self.category_llm >= 0))
+        served = torch.where(self.category_llm >= 0, self.category_llm, torch.full_like(self.category_llm,
+                                                                                        self.fallback_index))
+        if n and (served >= 0).all():
+            util.index_add_(1, served, probs)
         return {"probs": probs, "category": category, "confidence": confidence, "llm": llm,
                 "fallback": fallback, "utilities": util}
 

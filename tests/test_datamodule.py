@@ -1,0 +1,131 @@
+"""RouterDataModule: splits, named test sets, groups, labels, bad input."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from router_lab.data.datamodule import RouterDataModule
+from router_lab.data.records import DataError
+
+LLMS = ["small", "big"]
+
+
+def write_jsonl(path, rows):
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return path
+
+
+def rows(n, tasks=("math", "chat")):
+    out = []
+    for i in range(n):
+        t = tasks[i % len(tasks)]
+        # math: big wins; chat: small is as good (tie) or better
+        s = {"small": 0.0, "big": 1.0} if t == "math" else {"small": 1.0, "big": 1.0 if i % 3 else 0.0}
+        out.append({"id": f"r{i}", "query": f"{t} question number {i}", "task": t, "scores": s})
+    return out
+
+
+def dm_for(tmp_path, tiny_bert, **kw):
+    path = write_jsonl(tmp_path / "train.jsonl", rows(60))
+    args = dict(train={"loader": "table", "path": str(path)}, encoder={"name": "tiny", "pretrained": str(tiny_bert),
+                                                                        "max_length": 16},
+                split={"val_fraction": 0.2, "test_fraction": 0.25, "seed": 0}, cache_dir=str(tmp_path / "cache"))
+    args.update(kw)
+    dm = RouterDataModule(**args)
+    dm.setup()
+    return dm
+
+
+def test_seeded_split_is_stratified_by_task_and_disjoint(tmp_path, tiny_bert):
+    dm = dm_for(tmp_path, tiny_bert)
+    ids = [set(r.id for r in s.records) for s in [dm.train_set, dm.val_set, *dm.test_sets.values()]]
+    assert sum(len(i) for i in ids) == 60 and len(set().union(*ids)) == 60
+    # test_fraction 0.25 of each task (30 each) -> 8 per task, split per task into two test sets
+    assert sorted(dm.test_sets) == ["chat", "math"] and all(len(s) == 8 for s in dm.test_sets.values())
+    assert dm.groups == {"in_distribution": ["chat", "math"]}
+    again = dm_for(tmp_path, tiny_bert)
+    assert [r.id for r in again.val_set.records] == [r.id for r in dm.val_set.records]
+
+
+def test_best_llm_labels_break_ties_towards_the_better_llm_overall(tmp_path, tiny_bert):
+    dm = dm_for(tmp_path, tiny_bert)
+    assert dm.categories == LLMS and dm.label_kind == "best_llm"
+    # big is better on average (math always, chat 2/3), so chat ties (both 1.0) go to big.
+    s = dm.train_set
+    for r, lab in zip(s.records, s.labels):
+        if r.task == "math" or r.scores["big"] == 1.0:
+            assert dm.categories[lab] == "big"
+        else:
+            assert dm.categories[lab] == "small"
+
+
+def test_frozen_batches_carry_embeddings_and_scores(tmp_path, tiny_bert):
+    dm = dm_for(tmp_path, tiny_bert)
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["embedding"].shape[1] == 32 and batch["scores"].shape[1] == 2
+    assert dm.info()["embedding_dim"] == 32 and dm.info()["llm_names"] == LLMS
+
+
+def test_finetune_batches_are_padded_to_the_longest_item(tmp_path, tiny_bert):
+    dm = dm_for(tmp_path, tiny_bert, encoder={"name": "tiny", "pretrained": str(tiny_bert), "max_length": 64,
+                                              "frozen": False})
+    batch = next(iter(dm.val_dataloader()))
+    assert "embedding" not in batch
+    longest = int(batch["attention_mask"].sum(1).max())
+    assert batch["input_ids"].shape[1] == longest < 64
+
+
+def test_explicit_test_groups_must_name_existing_sets(tmp_path, tiny_bert):
+    with pytest.raises(DataError, match="unknown test set"):
+        dm_for(tmp_path, tiny_bert, test_groups={"ood": ["nope"]})
+
+
+@pytest.mark.parametrize("bad,match", [
+    ({"small": 0.5}, "no score for LLM"),
+    ({"small": 0.5, "big": float("nan")}, "expected a number >= 0"),
+    ({"small": -1, "big": 0.5}, "expected a number >= 0"),
+    ({"small": 0.5, "big": 0.5, "huge": 1.0}, "unknown LLM"),
+])
+def test_bad_scores_fail_with_one_line_naming_the_record(tmp_path, tiny_bert, bad, match):
+    data = rows(20)
+    data[5]["scores"] = bad
+    path = tmp_path / "bad.jsonl"
+    path.write_text("\n".join(json.dumps(r, allow_nan=True) for r in data))
+    dm = RouterDataModule(train={"loader": "table", "path": str(path)}, llm_pool={"llms": LLMS},
+                          encoder={"name": "tiny", "pretrained": str(tiny_bert)})
+    with pytest.raises(DataError, match=match) as e:
+        dm.setup()
+    assert "\n" not in str(e.value)
+
+
+def test_missing_file_and_unknown_loader_are_one_line_errors(tmp_path, tiny_bert):
+    enc = {"name": "tiny", "pretrained": str(tiny_bert)}
+    with pytest.raises(DataError, match="does not exist"):
+        RouterDataModule(train={"loader": "table", "path": str(tmp_path / "nope.jsonl")}, encoder=enc).setup()
+    with pytest.raises(DataError, match="loader 'tabel' is unknown"):
+        RouterDataModule(train={"loader": "tabel", "path": "x"}, encoder=enc).setup()
+    with pytest.raises(DataError, match="does not take these arguments"):
+        RouterDataModule(train={"loader": "table", "path": "x", "colums": {}}, encoder=enc).setup()
+
+
+def test_empty_split_after_filtering_is_an_error(tmp_path, tiny_bert):
+    path = write_jsonl(tmp_path / "t.jsonl", rows(3, tasks=("math",)))
+    dm = RouterDataModule(train={"loader": "table", "path": str(path)}, encoder={"name": "t", "pretrained": str(tiny_bert)},
+                          split={"val_fraction": 0.0, "test_fraction": 0.0})
+    with pytest.raises(DataError, match="empty"):
+        dm.setup()
+
+
+def test_arrow_cache_is_reused_and_invalidated_by_edits(tmp_path, tiny_bert):
+    from router_lab.data.sources import load_source
+
+    path = write_jsonl(tmp_path / "t.jsonl", rows(10))
+    ds1 = load_source({"loader": "table", "path": str(path)}, tmp_path / "c")
+    ds2 = load_source({"loader": "table", "path": str(path)}, tmp_path / "c")
+    assert ds1.cache_files and ds1.cache_files[0]["filename"] == ds2.cache_files[0]["filename"]
+    import os, time
+    write_jsonl(path, rows(12))
+    os.utime(path, (time.time() + 5, time.time() + 5))
+    assert len(load_source({"loader": "table", "path": str(path)}, tmp_path / "c")) == 12

@@ -1,0 +1,78 @@
+"""`python -m router_lab.train` end to end in a subprocess (the way a user runs it), plus
+`python -m router_lab.eval` on its checkpoint, and bad input at the command line."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = ["data.train.n_train=600", "data.val.n_val=150", "data.test.test.n_test=400", "trainer.max_epochs=8",
+         "extras.print_config=false"]
+
+
+def run(args: list[str], tmp_path: Path, module="router_lab.train", timeout=600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "ROUTER_LAB_CACHE_DIR": str(tmp_path / "cache")}
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("e2e")
+    out = tmp / "run"
+    p = run(SMALL + [f"hydra.run.dir={out}"], tmp)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return out, p, tmp
+
+
+def test_train_writes_metrics_and_a_table_and_beats_random(trained_run):
+    out, p, _ = trained_run
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert all(isinstance(v, (int, float)) for v in metrics.values())
+    avg = "avg_in_distribution/{}/acc_predict"
+    assert metrics[avg.format("router")] > metrics[avg.format("random")] + 0.05
+    assert metrics[avg.format("oracle")] >= metrics[avg.format("best_per_task")] >= metrics[avg.format("random")]
+    for name in ("math", "law"):
+        assert f"{name}/router/acc_predict" in metrics and f"{name}/best_single/acc_predict" in metrics
+    assert "router vs baselines" in p.stdout and "avg_out_of_distribution" in p.stdout
+    assert (out / "checkpoints" / "best.ckpt").exists() and (out / ".hydra" / "config.yaml").exists()
+
+
+def test_eval_reloads_the_checkpoint_and_reproduces_the_metrics(trained_run, tmp_path):
+    out, _, tmp = trained_run
+    ev = tmp_path / "eval"
+    p = run([f"ckpt_path={out / 'checkpoints' / 'best.ckpt'}", f"hydra.run.dir={ev}"], tmp, module="router_lab.eval")
+    assert p.returncode == 0, p.stderr[-3000:]
+    a = json.loads((out / "metrics.json").read_text())
+    b = json.loads((ev / "metrics.json").read_text())
+    key = "avg_in_distribution/router/acc_predict"
+    assert b[key] == pytest.approx(a[key], abs=1e-6)
+
+
+def test_missing_data_file_is_one_line_and_leaves_no_result(tmp_path):
+    out = tmp_path / "run"
+    p = run(["data=files", f"data.train.path={tmp_path / 'nope.jsonl'}", f"hydra.run.dir={out}",
+             "extras.print_config=false"], tmp_path)
+    assert p.returncode == 2
+    err = [l for l in p.stderr.splitlines() if l.startswith("error:")]
+    assert len(err) == 1 and "nope.jsonl does not exist" in err[0]
+    assert not (out / "metrics.json").exists() and not (out / "checkpoints").exists()
+
+
+def test_malformed_jsonl_names_the_line(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"query": "a", "scores": {"x": 1}}\n{not json\n')
+    p = run(["data=files", f"data.train.path={bad}", f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
+    assert p.returncode == 2 and "line 2" in p.stderr
+
+
+def test_config_typo_exits_non_zero_with_hydra_message(tmp_path):
+    p = run(["model.lerning_rate=1", f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
+    assert p.returncode != 0 and "lerning_rate" in p.stderr
+    p = run(["encoder=bert_huge", f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
+    assert p.returncode != 0 and "encoder/bert_huge" in p.stderr
