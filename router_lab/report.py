@@ -1,0 +1,646 @@
+"""Compare routers across runs and sweeps: markdown + CSV tables and PNG plots.
+
+    python -m router_lab.report outputs/train/multiruns/2026-11-22_10-00-00 outputs/train/runs
+    python -m router_lab.report DIR... out=outputs/report/split2 readme=experiments/routerdc_split2/README.md
+
+Finds every run dir under the given DIRs (a dir holding ``metrics.json``), reads what it was
+from ``.hydra/config.yaml`` / ``.hydra/hydra.yaml`` / ``.hydra/overrides.yaml`` (router family,
+encoder, data, seed, other overrides) and groups runs into settings, one per (router,
+encoder, data, other overrides); seeds are averaged (mean ± sample std). Runs on the same
+data form a section: one table per section with a column per router setting and the
+baselines (random, best_single, best_per_task, oracle) beside them. Only test sets every run
+of a section has are compared; the rest are listed as left out, as are runs that can't be
+read (partial ``metrics.json``, no ``.hydra``).
+
+Writes into ``outputs/report/<time>/`` (or ``out=DIR``), all at once (built in a temporary
+dir, then moved): ``report.md``, ``summary.csv`` (one row per setting x method x test set x
+metric), ``runs.csv`` (one row per run x metric), ``report.json`` (what the notebook loads),
+``acc_predict_<section>.png`` (per test set and router, best-single and oracle marked) and,
+where the data has costs, ``cost_quality_<section>.png`` (router and baselines as points; the
+curves, hull and AIQ from each run's ``cost_quality.json`` when present). ``readme=FILE``
+also replaces the block between ``<!-- results:start -->`` and ``<!-- results:end -->`` in
+FILE with the tables and the command.
+
+Per-query decisions for a run: ``per_query_decisions(run_dir)`` (``predictions.jsonl`` if the
+run wrote one, else the router is reloaded from ``checkpoints/best.ckpt`` and re-run).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import yaml
+
+from router_lab import ROOT
+from router_lab.errors import UserError, run_main
+
+log = logging.getLogger("router_lab.report")
+
+BASELINES = ("random", "best_single", "best_per_task", "oracle", "majority")
+PERCENT_METRICS = ("acc_predict", "acc", "accuracy", "macro_f1", "fallback_rate")
+# Overrides that don't change what is being compared (where and how a run ran).
+IGNORED_OVERRIDE_KEYS = re.compile(r"^(seed|model|encoder|data|hydra(\..*|/.*)?|paths\..*|logger(\..*)?|callbacks(\..*)?"
+                                   r"|trainer(\..*)?|extras\..*|tags|task_name|optimized_metric|ckpt_path|hparams_search)$")
+DATA_OVERRIDE_KEYS = re.compile(r"^(data\..*|data_seed|llm_pool(\..*)?)$")
+README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+# ----------------------------------------------------------------------------- loading runs
+@dataclass
+class Run:
+    """One finished run: what it was and what it measured."""
+
+    path: Path
+    router: str
+    encoder: str
+    data: str
+    seed: int | None
+    variant: str  # non-data overrides that define the setting ("" for defaults)
+    data_variant: str  # data overrides (sample size, data_seed, ...)
+    metrics: dict[str, float]
+    cost_quality: Any = None
+
+    @property
+    def section(self) -> str:
+        return self.data + (f" [{self.data_variant}]" if self.data_variant else "")
+
+    @property
+    def setting(self) -> tuple[str, str, str]:
+        return (self.router, self.encoder, self.variant)
+
+    def test_sets(self, metric: str) -> set[str]:
+        return {k.split("/")[0] for k in self.metrics if k.endswith(f"/router/{metric}")}
+
+
+def find_run_dirs(roots: Iterable[str | Path]) -> list[Path]:
+    """Every dir under ``roots`` (or a root itself) holding a metrics.json, sorted."""
+    found: set[Path] = set()
+    for root in roots:
+        root = Path(root)
+        if not root.exists():
+            raise UserError(f"report: {root} does not exist; expected a run, multirun or outputs dir")
+        if (root / "metrics.json").is_file():
+            found.add(root.resolve())
+        for f in root.rglob("metrics.json"):
+            if "report" not in f.relative_to(root).parts[:-1]:
+                found.add(f.parent.resolve())
+    return sorted(found)
+
+
+def _read_yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text()) if path.is_file() else None
+
+
+def _override_key(o: str) -> str:
+    return o.lstrip("+~").split("=", 1)[0]
+
+
+def load_run(path: Path) -> Run:
+    """Read one run dir; raises ValueError(reason) when it can't be compared."""
+    mf = path / "metrics.json"
+    try:
+        metrics = json.loads(mf.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"metrics.json is not valid JSON ({type(e).__name__}; partial write?)") from None
+    if not isinstance(metrics, dict):
+        raise ValueError("metrics.json is not a JSON object")
+    metrics = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    if not any("/router/" in k for k in metrics):
+        raise ValueError("metrics.json has no '<set>/router/<metric>' keys (partial or not a router run)")
+    cfg = _read_yaml(path / ".hydra" / "config.yaml")
+    if not isinstance(cfg, dict):
+        raise ValueError("no .hydra/config.yaml (not a router_lab.train run dir?)")
+    hydra_cfg = _read_yaml(path / ".hydra" / "hydra.yaml") or {}
+    choices = ((hydra_cfg.get("hydra") or {}).get("runtime") or {}).get("choices") or {}
+    overrides = _read_yaml(path / ".hydra" / "overrides.yaml") or []
+
+    model_target = str((cfg.get("model") or {}).get("_target_", "unknown"))
+    router = choices.get("model") or re.sub(r"router$", "", model_target.rsplit(".", 1)[-1].lower()) or "unknown"
+    encoder = str((cfg.get("encoder") or {}).get("name") or choices.get("encoder") or "unknown")
+    data = str(choices.get("data") or (cfg.get("data") or {}).get("_target_", "unknown").rsplit(".", 1)[-1])
+    seed = cfg.get("seed")
+    data_ov = [o for o in overrides if DATA_OVERRIDE_KEYS.match(_override_key(o))]
+    other_ov = [o for o in overrides if not DATA_OVERRIDE_KEYS.match(_override_key(o))
+                and not IGNORED_OVERRIDE_KEYS.match(_override_key(o))]
+    cq = None
+    if (path / "cost_quality.json").is_file():
+        try:
+            cq = json.loads((path / "cost_quality.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            log.warning("%s: cost_quality.json is not valid JSON; no curves for this run", path)
+    return Run(path=path, router=str(router), encoder=encoder, data=data,
+               seed=int(seed) if isinstance(seed, (int, float)) else None,
+               variant=",".join(sorted(other_ov)), data_variant=",".join(sorted(data_ov)), metrics=metrics,
+               cost_quality=cq)
+
+
+def load_runs(roots: Sequence[str | Path]) -> tuple[list[Run], list[tuple[Path, str]]]:
+    """(runs, skipped) where skipped is [(run dir, reason)]."""
+    runs, skipped = [], []
+    for d in find_run_dirs(roots):
+        try:
+            runs.append(load_run(d))
+        except ValueError as e:
+            skipped.append((d, str(e)))
+    return runs, skipped
+
+
+# ----------------------------------------------------------------------------- aggregation
+def mean_std(values: Sequence[float]) -> tuple[float, float, int]:
+    """Mean, sample std (0 for one value) and count of the finite values."""
+    v = np.asarray([x for x in values if x is not None and math.isfinite(x)], dtype=float)
+    if v.size == 0:
+        return float("nan"), float("nan"), 0
+    return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0, int(v.size)
+
+
+def _set_order(names: Iterable[str]) -> list[str]:
+    names = set(names)
+    return sorted(n for n in names if not n.startswith("avg_")) + sorted(n for n in names if n.startswith("avg_"))
+
+
+@dataclass
+class Section:
+    """Runs on the same data: comparable settings, the common test sets, what was left out."""
+
+    name: str
+    runs: list[Run]
+    metric: str  # acc_predict, or accuracy for label-only data
+    settings: dict[tuple[str, str, str], list[Run]] = field(default_factory=dict)
+    labels: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    test_sets: list[str] = field(default_factory=list)
+    left_out: list[str] = field(default_factory=list)
+    has_cost: bool = False
+    slug: str = "data"  # file-name part for the section's plots
+
+    def summary(self, setting, method: str, test_set: str, metric: str) -> tuple[float, float, int]:
+        runs = self.settings[setting] if setting is not None else self.runs
+        return mean_std([r.metrics.get(f"{test_set}/{method}/{metric}", float("nan")) for r in runs])
+
+    def baselines(self) -> list[str]:
+        return [b for b in BASELINES if any(f"{s}/{b}/{self.metric}" in r.metrics for r in self.runs
+                                            for s in self.test_sets)]
+
+
+def build_sections(runs: Sequence[Run]) -> list[Section]:
+    by_section: dict[str, list[Run]] = defaultdict(list)
+    for r in runs:
+        by_section[r.section].append(r)
+    sections = []
+    for i, name in enumerate(sorted(by_section)):
+        rs = by_section[name]
+        metric = "acc_predict" if any(r.test_sets("acc_predict") for r in rs) else "accuracy"
+        sec = Section(name=name, runs=rs, metric=metric, slug=f"{i + 1}_{_slug(rs[0].data)}")
+        for r in rs:
+            sec.settings.setdefault(r.setting, []).append(r)
+        encoders = {s[1] for s in sec.settings}
+        for s in sec.settings:
+            router, enc, variant = s
+            label = router + (f"/{enc}" if len(encoders) > 1 else "") + (f" ({variant})" if variant else "")
+            sec.labels[s] = label
+        common = set.intersection(*(r.test_sets(metric) for r in rs))
+        sec.test_sets = _set_order(common)
+        for r in rs:
+            extra = r.test_sets(metric) - common
+            if extra:
+                sec.left_out.append(f"{_short(r.path)} ({sec.labels[r.setting]}): test sets "
+                                    f"{', '.join(_set_order(extra))} are not in every run of this section")
+            elif not r.test_sets(metric):
+                sec.left_out.append(f"{_short(r.path)}: no {metric} for the router")
+        if not common:
+            sec.left_out.append(f"no test set is common to all {len(rs)} runs: nothing comparable in this section")
+        sec.has_cost = any(f"{s}/router/cost" in r.metrics for r in rs for s in sec.test_sets)
+        sections.append(sec)
+    return sections
+
+
+def _short(p: Path) -> str:
+    try:
+        return str(p.relative_to(Path.cwd()))
+    except ValueError:
+        return str(p)
+
+
+def fmt(mean: float, std: float, n: int, metric: str) -> str:
+    if n == 0 or not math.isfinite(mean):
+        return "—"
+    scale = 100.0 if metric in PERCENT_METRICS else 1.0
+    m = f"{scale * mean:.2f}" if scale != 1.0 else f"{mean:.4g}"
+    if n == 1:
+        return m
+    s = f"{scale * std:.2f}" if scale != 1.0 else f"{std:.2g}"
+    return f"{m} ± {s}"
+
+
+# ----------------------------------------------------------------------------- tables
+def section_table(sec: Section, metric: str) -> list[list[str]]:
+    """Rows (header first): test set, one column per router setting, then the baselines."""
+    settings = list(sec.settings)
+    head = ["test set"] + [sec.labels[s] for s in settings] + sec.baselines()
+    rows = [head]
+    for ts in sec.test_sets:
+        row = [ts] + [fmt(*sec.summary(s, "router", ts, metric), metric) for s in settings]
+        # Baselines depend on the data only: show their spread only when the runs' data differ.
+        row += [fmt(*_drop_zero_std(sec.summary(None, b, ts, metric)), metric) for b in sec.baselines()]
+        rows.append(row)
+    return rows
+
+
+def _drop_zero_std(stats: tuple[float, float, int]) -> tuple[float, float, int]:
+    mean, std, n = stats
+    return (mean, std, n) if std > 1e-12 else (mean, 0.0, min(n, 1))
+
+
+def markdown_table(rows: list[list[str]]) -> str:
+    out = ["| " + " | ".join(rows[0]) + " |", "|" + "|".join(["---"] + ["---:"] * (len(rows[0]) - 1)) + "|"]
+    out += ["| " + " | ".join(r) + " |" for r in rows[1:]]
+    return "\n".join(out)
+
+
+def markdown_report(sections: Sequence[Section], skipped: Sequence[tuple[Path, str]], roots: Sequence[str],
+                    plots: Mapping[str, list[str]]) -> str:
+    n_runs = sum(len(s.runs) for s in sections)
+    lines = ["# Router comparison", "",
+             f"{n_runs} runs from {', '.join(map(str, roots))}; generated {time.strftime('%Y-%m-%d %H:%M:%S')}.",
+             "Values are mean ± sample std over seeds (percent for accuracies); a bare number is one run. "
+             "Baselines are averaged over the section's runs.", ""]
+    lines += tables_markdown(sections)
+    for sec in sections:
+        if plots.get(sec.name):
+            lines += [f"### Plots: {sec.name}", ""] + [f"![{p}]({p})" for p in plots[sec.name]] + [""]
+    left = [(sec.name, l) for sec in sections for l in sec.left_out]
+    if left or skipped:
+        lines += ["## Left out", ""]
+        lines += [f"- {name}: {l}" for name, l in left]
+        lines += [f"- skipped {_short(p)}: {why}" for p, why in skipped]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def tables_markdown(sections: Sequence[Section]) -> list[str]:
+    lines = []
+    for sec in sections:
+        lines += [f"## {sec.name}", "", "| setting | router | encoder | overrides | seeds |", "|---|---|---|---|---|"]
+        for s, rs in sec.settings.items():
+            seeds = ",".join(str(r.seed) for r in sorted(rs, key=lambda r: (r.seed is None, r.seed or 0)))
+            lines.append(f"| {sec.labels[s]} | {s[0]} | {s[1]} | {s[2] or '—'} | {seeds} ({len(rs)}) |")
+        lines.append("")
+        if not sec.test_sets:
+            lines += ["Nothing comparable (see Left out).", ""]
+            continue
+        pct = " (%)" if sec.metric in PERCENT_METRICS else ""
+        lines += [f"### {sec.metric}{pct}", "", markdown_table(section_table(sec, sec.metric)), ""]
+        if sec.has_cost:
+            lines += ["### cost (mean per query)", "", markdown_table(section_table(sec, "cost")), ""]
+    return lines
+
+
+def summary_rows(sections: Sequence[Section]) -> list[dict]:
+    rows = []
+    for sec in sections:
+        metrics = sorted({k.split("/", 2)[2] for r in sec.runs for k in r.metrics if k.count("/") == 2})
+        for ts in sec.test_sets:
+            for m in metrics:
+                for s, rs in sec.settings.items():
+                    mean, std, n = sec.summary(s, "router", ts, m)
+                    if n:
+                        rows.append(dict(section=sec.name, setting=sec.labels[s], router=s[0], encoder=s[1],
+                                         overrides=s[2], method="router", test_set=ts, metric=m, mean=mean, std=std,
+                                         n=n))
+                for b in BASELINES:
+                    mean, std, n = sec.summary(None, b, ts, m)
+                    if n:
+                        rows.append(dict(section=sec.name, setting=b, router=b, encoder="", overrides="", method=b,
+                                         test_set=ts, metric=m, mean=mean, std=std, n=n))
+    return rows
+
+
+def run_rows(sections: Sequence[Section]) -> list[dict]:
+    return [dict(run=str(r.path), section=sec.name, setting=sec.labels[r.setting], router=r.router, encoder=r.encoder,
+                 overrides=r.variant, seed=r.seed, metric=k, value=v)
+            for sec in sections for r in sec.runs for k, v in sorted(r.metrics.items())]
+
+
+def to_csv(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    if rows:
+        w = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return buf.getvalue()
+
+
+# ----------------------------------------------------------------------------- plots
+def _slug(s: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", s).strip("_")[:80] or "data"
+
+
+def plot_acc_predict(sec: Section, path: Path) -> None:
+    """Grouped bars per test set, one per router setting (error bar = std over seeds);
+    best-single (dashed) and oracle (solid) marked over each test set."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    settings, sets, m = list(sec.settings), sec.test_sets, sec.metric
+    width = 0.8 / max(1, len(settings))
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(sets) * max(1, len(settings)) ** 0.5 + 2), 4.2))
+    x = np.arange(len(sets))
+    for i, s in enumerate(settings):
+        stats = [sec.summary(s, "router", ts, m) for ts in sets]
+        ax.bar(x - 0.4 + width * (i + 0.5), [100 * a for a, _, _ in stats], width,
+               yerr=[100 * (b if n > 1 else 0) for _, b, n in stats], capsize=2, label=sec.labels[s])
+    for b, style, color in (("best_single", "--", "black"), ("oracle", "-", "tab:red")):
+        for j, ts in enumerate(sets):
+            mean, _, n = sec.summary(None, b, ts, m)
+            if n:
+                ax.hlines(100 * mean, j - 0.45, j + 0.45, colors=color, linestyles=style,
+                          label=b.replace("_", " ") if j == 0 else None)
+    ax.set_xticks(x, sets, rotation=35, ha="right")
+    ax.set_ylabel(f"{m} (%)")
+    ax.set_title(f"{m} per test set: {sec.name}")
+    ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def cost_quality_curves(obj: Any, prefix: str = "") -> list[dict]:
+    """Curves found in a run's cost_quality.json, whatever its nesting: every mapping with a
+    list of points (``curve``/``points``: [{cost, quality}] or [[cost, quality]]) becomes
+    {name, cost, quality, aiq, hull_cost, hull_quality}."""
+    def pts(v):
+        if not isinstance(v, list) or not v:
+            return None
+        try:
+            if isinstance(v[0], Mapping):
+                return [float(p["cost"]) for p in v], [float(p["quality"]) for p in v]
+            return [float(p[0]) for p in v], [float(p[1]) for p in v]
+        except (KeyError, TypeError, IndexError, ValueError):
+            return None
+
+    out = []
+    if isinstance(obj, Mapping):
+        for key in ("curve", "points"):
+            p = pts(obj.get(key))
+            if p:
+                hull = obj.get("hull")
+                h = pts(hull) if isinstance(hull, list) else (
+                    (list(map(float, hull.get("cost", []))), list(map(float, hull.get("quality", []))))
+                    if isinstance(hull, Mapping) else None)
+                aiq = obj.get("aiq")
+                out.append(dict(name=prefix or "all", cost=p[0], quality=p[1],
+                                aiq=float(aiq) if isinstance(aiq, (int, float)) else None,
+                                hull_cost=h[0] if h else None, hull_quality=h[1] if h else None))
+                break
+        for k, v in obj.items():
+            if isinstance(v, Mapping):
+                out += cost_quality_curves(v, f"{prefix}/{k}" if prefix else str(k))
+    return out
+
+
+def plot_cost_quality(sec: Section, path: Path) -> None:
+    """Mean cost vs acc_predict over the section's test sets: each router setting and
+    baseline as a point; each setting's curves from cost_quality.json (first run) with AIQ."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from router_lab.metrics import aiq
+
+    rows = [t for t in sec.test_sets if t.startswith("avg_")] or sec.test_sets
+    fig, axes = plt.subplots(1, len(rows[:3]), figsize=(5.2 * len(rows[:3]), 4.2), squeeze=False)
+    for ax, ts in zip(axes[0], rows[:3]):
+        for i, (s, rs) in enumerate(sec.settings.items()):
+            color = f"C{i}"
+            c, cs, _ = sec.summary(s, "router", ts, "cost")
+            q, qs, n = sec.summary(s, "router", ts, sec.metric)
+            if n and math.isfinite(c):
+                ax.errorbar(c, 100 * q, xerr=cs, yerr=100 * qs, fmt="o", color=color, capsize=2,
+                            label=sec.labels[s])
+            curves = [cv for cv in cost_quality_curves(rs[0].cost_quality) if cv["name"].split("/")[0] == ts] \
+                if rs[0].cost_quality is not None else []
+            for cv in curves[:1]:
+                a = cv["aiq"] if cv["aiq"] is not None else aiq(cv["cost"], cv["quality"])
+                order = np.argsort(cv["cost"])
+                ax.plot(np.asarray(cv["cost"])[order], 100 * np.asarray(cv["quality"])[order], ".-", color=color,
+                        alpha=0.6, label=f"{sec.labels[s]} curve (AIQ {100 * a:.2f})")
+                if cv["hull_cost"]:
+                    ax.plot(cv["hull_cost"], 100 * np.asarray(cv["hull_quality"]), ":", color=color)
+        for j, b in enumerate(("random", "best_single", "best_per_task", "oracle")):
+            c, _, nc = sec.summary(None, b, ts, "cost")
+            q, _, nq = sec.summary(None, b, ts, sec.metric)
+            if nc and nq:
+                ax.scatter([c], [100 * q], marker="s^vD"[j], color="gray", label=b.replace("_", " "))
+        ax.set_xlabel("mean cost per query")
+        ax.set_ylabel(f"{sec.metric} (%)")
+        ax.set_title(ts)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"cost vs quality: {sec.name}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ----------------------------------------------------------------------------- writing
+def _write_atomic_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def update_readme(readme: Path, tables: str, command: str) -> None:
+    """Replace the results block of an experiment README (between the markers)."""
+    text = readme.read_text() if readme.is_file() else f"{README_START}\n{README_END}\n"
+    if README_START not in text or README_END not in text:
+        raise UserError(f"readme={readme}: no '{README_START}' ... '{README_END}' block to replace")
+    head, rest = text.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    block = (f"{README_START}\nLast recorded {time.strftime('%Y-%m-%d %H:%M')} with:\n\n```\n{command}\n```\n\n"
+             f"{tables.strip()}\n{README_END}")
+    _write_atomic_text(readme, head + block + tail)
+
+
+def make_report(roots: Sequence[str | Path], out: str | Path | None = None, readme: str | Path | None = None,
+                command: str | None = None) -> Path:
+    """Gather runs under ``roots`` and write the report; returns its directory."""
+    roots = [str(r) for r in roots]
+    if not roots:
+        raise UserError("report: no directories given; usage: python -m router_lab.report DIR... [out=DIR]")
+    runs, skipped = load_runs(roots)
+    for p, why in skipped:
+        print(f"skipped {_short(p)}: {why}", file=sys.stderr)
+    if not runs:
+        extra = f" ({len(skipped)} skipped, see above)" if skipped else ""
+        raise UserError(f"report: no finished runs (a dir with a valid metrics.json) under {', '.join(roots)}{extra}")
+    sections = build_sections(runs)
+    for sec in sections:
+        for l in sec.left_out:
+            print(f"left out [{sec.name}] {l}", file=sys.stderr)
+
+    out = Path(out) if out else ROOT / "outputs" / "report" / time.strftime("%Y-%m-%d_%H-%M-%S")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir()
+    try:
+        plots: dict[str, list[str]] = {}
+        for sec in sections:
+            if not sec.test_sets:
+                continue
+            name = f"{sec.metric}_{sec.slug}.png"
+            plot_acc_predict(sec, stage / name)
+            plots.setdefault(sec.name, []).append(name)
+            if sec.has_cost and sec.metric == "acc_predict":
+                name = f"cost_quality_{sec.slug}.png"
+                plot_cost_quality(sec, stage / name)
+                plots[sec.name].append(name)
+        (stage / "report.md").write_text(markdown_report(sections, skipped, roots, plots))
+        (stage / "summary.csv").write_text(to_csv(summary_rows(sections)))
+        (stage / "runs.csv").write_text(to_csv(run_rows(sections)))
+        (stage / "report.json").write_text(json.dumps({
+            "roots": roots,
+            "sections": [{"name": s.name, "metric": s.metric, "test_sets": s.test_sets, "left_out": s.left_out,
+                          "plots": plots.get(s.name, []),
+                          "settings": [{"label": s.labels[k], "router": k[0], "encoder": k[1], "overrides": k[2],
+                                        "runs": [str(r.path) for r in rs], "seeds": [r.seed for r in rs]}
+                                       for k, rs in s.settings.items()]} for s in sections],
+            "skipped": [[str(p), why] for p, why in skipped]}, indent=2))
+        if out.exists():
+            out.mkdir(exist_ok=True)
+            for f in stage.iterdir():
+                os.replace(f, out / f.name)
+            stage.rmdir()
+        else:
+            os.rename(stage, out)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    if readme:
+        update_readme(Path(readme), "\n".join(tables_markdown(sections)),
+                      command or "python -m router_lab.report " + " ".join(roots))
+    print(f"report: {out / 'report.md'} ({sum(len(s.runs) for s in sections)} runs, {len(skipped)} skipped)")
+    return out
+
+
+# ----------------------------------------------------------------------------- loading a report
+def load_report(report_dir: str | Path) -> dict:
+    """What a notebook needs: report.json plus the summary and per-run rows as lists of dicts."""
+    d = Path(report_dir)
+    meta = json.loads((d / "report.json").read_text())
+    read = lambda f: list(csv.DictReader((d / f).open())) if (d / f).is_file() else []
+    return meta | {"dir": str(d), "summary": read("summary.csv"), "runs": read("runs.csv"),
+                   "markdown": (d / "report.md").read_text()}
+
+
+def latest_report(root: str | Path | None = None) -> Path | None:
+    root = Path(root) if root else ROOT / "outputs" / "report"
+    done = sorted(p for p in root.glob("*") if (p / "report.json").is_file()) if root.is_dir() else []
+    return done[-1] if done else None
+
+
+# ----------------------------------------------------------------------------- per-query decisions
+def per_query_decisions(run_dir: str | Path, test_set: str | None = None, limit: int | None = None) -> list[dict]:
+    """One dict per test query: test_set, index, text, task, chosen LLM, its score, the best
+    score, the best LLMs, confidence and fallback. From ``<run>/predictions.jsonl`` when the
+    run wrote one; else the router is reloaded from ``checkpoints/best.ckpt`` (weights only)
+    with the run's data config and its ``decide(batch)`` re-run on the test sets."""
+    run = Path(run_dir)
+    pred = run / "predictions.jsonl"
+    if pred.is_file():
+        rows = [json.loads(l) for l in pred.read_text().splitlines() if l.strip()]
+        rows = [r for r in rows if test_set is None or r.get("test_set") == test_set]
+        return rows[:limit] if limit else rows
+    return _decisions_from_checkpoint(run, test_set, limit)
+
+
+def _decisions_from_checkpoint(run: Path, test_set: str | None, limit: int | None) -> list[dict]:
+    import hydra
+    import torch
+    from omegaconf import OmegaConf, open_dict
+
+    ckpt = run / "checkpoints" / "best.ckpt"
+    cfg_file = run / ".hydra" / "config.yaml"
+    if not ckpt.is_file() or not cfg_file.is_file():
+        raise UserError(f"{run}: no predictions.jsonl and no checkpoints/best.ckpt + .hydra/config.yaml to "
+                        "recompute the decisions from")
+    cfg = OmegaConf.load(cfg_file)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(run)
+        cfg.paths.work_dir = str(Path.cwd())
+    cls = hydra.utils.get_class(str(cfg.model._target_))
+    model = cls.load_from_checkpoint(str(ckpt), map_location="cpu", weights_only=True).eval()
+    dm = hydra.utils.instantiate(cfg.data, _convert_="all")
+    dm.setup("test")
+    llms = list(model.hparams["data_info"]["llm_names"])
+    rows: list[dict] = []
+    for name, loader in zip(dm.test_set_names, dm.test_dataloader()):
+        if test_set is not None and name != test_set:
+            continue
+        split = dm.test_sets[name]
+        for batch in loader:
+            with torch.no_grad():
+                d = model.decide(batch)
+            for j, idx in enumerate(batch["index"].tolist()):
+                rec, sc = split.records[idx], split.scores[idx]
+                chosen = int(d["llm"][j])
+                finite = np.isfinite(sc)
+                best = float(np.nanmax(sc)) if finite.any() else float("nan")
+                rows.append({"test_set": name, "index": idx, "text": rec.text, "task": split.tasks[idx],
+                             "chosen_llm": llms[chosen] if 0 <= chosen < len(llms) else None,
+                             "chosen_score": float(sc[chosen]) if finite.any() and 0 <= chosen < len(sc) else None,
+                             "best_score": best,
+                             "best_llms": [llms[i] for i in np.flatnonzero(sc >= best - 1e-9)] if finite.any() else [],
+                             "confidence": float(d["confidence"][j]) if "confidence" in d else None,
+                             "fallback": bool(d["fallback"][j]) if "fallback" in d else None})
+                if limit and len(rows) >= limit:
+                    return rows
+    return rows
+
+
+# ----------------------------------------------------------------------------- CLI
+def parse_args(argv: Sequence[str]) -> dict:
+    opts: dict[str, Any] = {"roots": []}
+    for a in argv:
+        if a in ("-h", "--help"):
+            print(__doc__)
+            sys.exit(0)
+        key, eq, value = a.partition("=")
+        if eq and key in ("out", "readme"):
+            opts[key] = value
+        elif eq and not Path(a).exists():
+            raise UserError(f"report: unknown option {key!r}; expected DIR..., out=DIR or readme=FILE")
+        else:
+            opts["roots"].append(a)
+    return opts
+
+
+def main(argv: Sequence[str] | None = None) -> Path:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+
+    def go():
+        opts = parse_args(argv)
+        return make_report(opts["roots"], opts.get("out"), opts.get("readme"),
+                           command="python -m router_lab.report " + " ".join(argv))
+
+    return run_main(go)
+
+
+if __name__ == "__main__":
+    main()
