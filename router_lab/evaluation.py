@@ -5,6 +5,8 @@ Metric names in ``metrics.json`` are flat: ``<test set>/<method>/<metric>``, whe
 is ``router`` or a baseline (``random``, ``best_single``, ``best_per_task``, ``oracle``;
 ``majority`` for label-only data) and metric is ``acc_predict`` (the chosen LLM's score,
 binarised for probability data as RouterDC does), ``acc`` (chose a best LLM), ``cost``,
+``auc`` / ``top1_acc`` / ``selection_precision|recall|f1`` (ranking over the scored LLMs of
+each row, so preference data gets them too; see ``pairwise_metrics``),
 ``accuracy`` / ``macro_f1`` (category classification) or ``fallback_rate``. Group averages
 (``in_distribution``, ``out_of_distribution`` or the configured groups) are the mean over
 their sets, as RouterDC averages datasets. All values are fractions; tables print percent.
@@ -24,6 +26,7 @@ import numpy as np
 import torch
 
 from router_lab import metrics as M
+from router_lab.pairs import pairwise_ranking_inputs
 
 if TYPE_CHECKING:
     from router_lab.data.datamodule import RouterDataModule, RoutingSplit
@@ -83,6 +86,9 @@ def routing_metrics(out: Mapping[str, np.ndarray]) -> dict[str, float]:
             res["acc"] = M.routing_accuracy(ch, sc)
             if "costs" in out:
                 res["cost"] = M.mean_cost(ch, out["costs"][full])
+    if scores is not None and scores.size and out.get("utilities") is not None \
+            and out["utilities"].shape == scores.shape:
+        res.update(pairwise_metrics(out["utilities"], scores))
     labels = out.get("label")
     if "pred_label" in out and labels is not None and (labels >= 0).any():
         known = labels >= 0
@@ -90,6 +96,34 @@ def routing_metrics(out: Mapping[str, np.ndarray]) -> dict[str, float]:
         res["macro_f1"] = M.macro_f1(out["pred_label"][known], labels[known])
     if "fallback" in out:
         res["fallback_rate"] = float(np.mean(out["fallback"]))
+    return res
+
+
+def pairwise_metrics(utilities: np.ndarray, scores: np.ndarray) -> dict[str, float]:
+    """Ranking metrics over the LLMs scored in each row (NaN = unscored), so they work on
+    preference data (two LLMs per row) and full score data alike:
+
+    ``auc``: pairwise ranking AUC of utility differences over every non-tied scored pair;
+    ``top1_acc``: the router's favourite among a row's scored LLMs (argmax of utilities
+    restricted to them) has the row's best score; ``selection_precision`` / ``_recall`` /
+    ``_f1``: macro P/R/F1 of that favourite vs the best LLM. The last four count only rows
+    with at least two scored LLMs that do not all tie (nothing to get right otherwise)."""
+    res: dict[str, float] = {}
+    scores = np.asarray(scores, dtype=float)
+    util = np.asarray(utilities, dtype=float)
+    ua, ub, a_preferred = pairwise_ranking_inputs(util, scores)
+    if a_preferred.size and a_preferred.any() and not a_preferred.all():
+        res["auc"] = M.pairwise_auc(ua, ub, a_preferred)
+    scored = ~np.isnan(scores)
+    with np.errstate(all="ignore"):
+        hi = np.where(scored, scores, -np.inf).max(1)
+        lo = np.where(scored, scores, np.inf).min(1)
+    rows = (scored.sum(1) >= 2) & (hi > lo)
+    if rows.any():
+        favourite = np.where(scored[rows], util[rows], -np.inf).argmax(1)
+        res["top1_acc"] = M.top1_accuracy(favourite, scores[rows])
+        p, r, f1 = M.selection_precision_recall_f1(favourite, scores[rows])
+        res.update(selection_precision=p, selection_recall=r, selection_f1=f1)
     return res
 
 
