@@ -1,0 +1,130 @@
+"""Export a trained router as a self-contained directory that ``Router.load`` reads
+without Hydra or the training config tree.
+
+    python -m router_lab.export ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt out=outputs/export/my_router
+    python -m router_lab.export ckpt_path=outputs/train/runs/<run> out=DIR route_map=conf/route_map/example.yaml
+
+Writes (atomically: a temporary sibling dir, then a rename):
+
+    DIR/router.yaml         class (_target_), hyper-parameters (data_info, encoder spec with
+                            pretrained: encoder), LLM pool, pooling, policy (thresholds, cost_lambda),
+                            route map, where it came from
+    DIR/model.safetensors   the LightningModule's state dict
+    DIR/encoder/            the backbone (save_pretrained, safetensors) and its tokenizer; for
+                            frozen routers, the backbone they were trained with
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from router_lab.api import ENCODER_DIR, EXPORT_FORMAT, ROUTER_YAML, WEIGHTS, Router, load_route_map
+from router_lab.errors import UserError, run_main
+
+log = logging.getLogger("router_lab.export")
+
+
+@dataclass
+class ExportOptions:
+    ckpt_path: str = ""
+    out: str = ""
+    route_map: str = ""
+    overwrite: bool = False
+
+
+def plain(obj: Any) -> Any:
+    """Hyper-parameters as YAML-safe primitives (OmegaConf containers, tuples, numpy scalars)."""
+    try:
+        from omegaconf import DictConfig, ListConfig, OmegaConf
+
+        if isinstance(obj, (DictConfig, ListConfig)):
+            obj = OmegaConf.to_container(obj, resolve=True)
+    except ImportError:  # pragma: no cover
+        pass
+    if isinstance(obj, dict):
+        return {str(k): plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [plain(v) for v in obj]
+    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
+        return obj.item()
+    return obj
+
+
+def write_router_yaml(root: Path, meta: dict) -> None:
+    tmp = root / (ROUTER_YAML + ".tmp")
+    tmp.write_text(yaml.safe_dump(meta, sort_keys=False, allow_unicode=True))
+    os.replace(tmp, root / ROUTER_YAML)
+
+
+def export_router(router: Router, out: str | Path, route_map: dict | None = None, overwrite: bool = False,
+                  source: str | None = None) -> Path:
+    """Write ``router`` as an export dir at ``out`` (see the module docstring)."""
+    from safetensors.torch import save_file
+
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise UserError(f"out={out} already exists; expected a new directory (or overwrite=true)")
+    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir(parents=True)
+    try:
+        model = router.model
+        backbone = (router.query_encoder or model.encoder).backbone
+        backbone.save_pretrained(tmp / ENCODER_DIR, safe_serialization=True)
+        router.tokenizer.save_pretrained(tmp / ENCODER_DIR)
+        # Clones: safetensors refuses tensors that share storage (tied weights).
+        state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+        save_file(state, str(tmp / WEIGHTS))
+        hp = plain(dict(model.hparams))
+        hp["encoder"] = {**plain(dict(hp["encoder"])), "pretrained": ENCODER_DIR}
+        rm = route_map if route_map is not None else router.route_map
+        meta = {
+            "format": EXPORT_FORMAT,
+            "_target_": router.target,
+            "llm_pool": {"llms": [{"name": n, **({"cost": router.llm_costs[i]} if router.llm_costs else {})}
+                                  for i, n in enumerate(router.llm_names)]},
+            "encoder": {"name": router.spec.name, "pooling": router.spec.pooling, "max_length": router.spec.max_length,
+                        "truncation_side": router.spec.truncation_side, "frozen": router.spec.frozen},
+            "policy": router.policy.to_config(),
+            "route_map": plain(rm or {}),
+            "source": source or router.meta.get("source", ""),
+            "hparams": hp,
+        }
+        write_router_yaml(tmp, meta)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    log.info("exported %s -> %s", router.target, out)
+    return out
+
+
+def export(opts: ExportOptions) -> Path:
+    if not opts.ckpt_path or not opts.out:
+        raise UserError("expected ckpt_path=PATH (a .ckpt or a run dir) and out=DIR")
+    rm = load_route_map(opts.route_map) if opts.route_map else None
+    router = Router.load(opts.ckpt_path, route_map=rm)
+    out = export_router(router, opts.out, rm, overwrite=opts.overwrite, source=str(opts.ckpt_path))
+    print(out)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    from router_lab.route import parse_options, setup_cli
+
+    setup_cli()
+    opts = run_main(parse_options, sys.argv[1:] if argv is None else argv, ExportOptions, __doc__)
+    run_main(export, opts)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,402 @@
+"""Route queries with a trained router: single, interactive, batch, evaluate.
+
+    python -m router_lab.route router=outputs/export/my_router query="What is 2+2?"            # single
+    python -m router_lab.route router=DIR mode=interactive                                    # prompt loop
+    python -m router_lab.route router=DIR mode=batch input=queries.jsonl output=decisions.jsonl [on_error=stop]
+    python -m router_lab.route router=DIR mode=evaluate data=test.jsonl out=outputs/route/eval
+
+``router`` is an export dir (python -m router_lab.export), a run dir or a .ckpt in one.
+Options are ``key=value``; an unknown key fails in one line. ``route_map=YAML`` adds a
+policy (confidence threshold -> fallback LLM, category -> LLM) and endpoints.
+
+batch: each input line is a JSON object with ``query`` (text) or ``conversation`` /
+``messages`` (a list of {role, content}); optional ``id``. Each output line is
+``{"line", "id", "llm", "confidence", "scores", "fallback", "cost", ...}``, written as each
+chunk of ``batch_size`` lines is routed, so the input is never held in memory. A bad line
+(not JSON, no query) is reported with its line number on stderr; ``on_error=skip`` (default)
+goes on, ``on_error=stop`` stops after writing every line routed before it (exit 2).
+
+evaluate: a records file (JSONL/JSON/CSV/Parquet, router_lab's table format: ``query``,
+``label`` and/or ``scores`` {llm: score}, optional ``costs``) -> accuracy (category accuracy
+for labelled data, else "chose a best LLM"), ``acc_predict`` (mean score of the chosen LLM),
+mean cost, a per-class report and a confusion matrix, printed and written to ``out``
+(``report.txt``, ``metrics.json``, ``confusion.png``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import sys
+import time
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, TextIO
+
+from router_lab.errors import UserError, run_main
+
+log = logging.getLogger("router_lab.route")
+
+MODES = ("single", "interactive", "batch", "evaluate")
+
+
+# ------------------------------------------------------------------ key=value options
+
+def _convert(value: str, tp: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value.lower() in ("null", "none", ""):
+            return None
+        tp = args[0]
+    if tp is bool:
+        if value.lower() in ("true", "1", "yes"):
+            return True
+        if value.lower() in ("false", "0", "no"):
+            return False
+        raise UserError(f"{key}={value!r}: expected true or false")
+    if tp in (int, float):
+        try:
+            return tp(value)
+        except ValueError:
+            raise UserError(f"{key}={value!r}: expected a{'n integer' if tp is int else ' number'}") from None
+    return value
+
+
+def parse_options(argv: list[str], cls: type, doc: str | None = None):
+    """``key=value`` arguments -> the dataclass ``cls``; unknown keys fail in one line."""
+    hints = typing.get_type_hints(cls)
+    known = [f.name for f in dataclasses.fields(cls)]
+    values: dict[str, Any] = {}
+    for arg in argv:
+        if arg in ("-h", "--help", "help"):
+            print((doc or "").strip())
+            print("\noptions: " + ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(cls)))
+            sys.exit(0)
+        key, eq, value = arg.partition("=")
+        key = key.lstrip("+").strip()
+        if not eq:
+            raise UserError(f"argument {arg!r} is not key=value; expected options from {known}")
+        if key not in known:
+            import difflib
+
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise UserError(f"unknown option {key!r}{hint}; expected one of {known}")
+        values[key] = _convert(value, hints[key], key)
+    return cls(**values)
+
+
+def setup_cli() -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "transformers"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@dataclass
+class RouteOptions:
+    router: str = ""
+    mode: str = "single"
+    query: str = ""
+    input: str = ""
+    output: str = ""
+    on_error: str = "skip"
+    batch_size: int = 64
+    data: str = ""
+    out: str = ""
+    route_map: str = ""
+    threads: int = 0
+
+
+# ------------------------------------------------------------------ modes
+
+def format_decision(d) -> str:
+    top = sorted(d.scores.items(), key=lambda kv: -kv[1])
+    scores = "  ".join(f"{n}={s:.3f}" for n, s in top)
+    extra = (" (fallback)" if d.fallback else "") + (f" category={d.category}" if d.category else "") + \
+            (f" cost={d.cost:g}" if d.cost is not None else "") + (" [truncated]" if d.truncated else "")
+    return f"-> {d.llm}  confidence={d.confidence:.3f}{extra}\n   scores: {scores}"
+
+
+def run_single(router, opts: RouteOptions, out: TextIO = sys.stdout) -> dict:
+    if not opts.query.strip():
+        raise UserError("query is empty; expected query=\"some text\"")
+    d = router.route(opts.query)
+    out.write(json.dumps(d.to_dict(), indent=2) + "\n")
+    return d.to_dict()
+
+
+def run_interactive(router, inp: TextIO = sys.stdin, out: TextIO = sys.stdout) -> int:
+    """Prompt loop until EOF (Ctrl-D) or Ctrl-C; returns the number of routed queries."""
+    n = 0
+    interactive = inp.isatty()
+    out.write(f"router: {router.target} over {len(router.llm_names)} LLMs. Type a query; Ctrl-D or Ctrl-C quits.\n")
+    while True:
+        try:
+            if interactive:
+                line = input("query> ")
+            else:
+                out.write("query> ")
+                out.flush()
+                line = inp.readline()
+                if not line:
+                    raise EOFError
+        except (EOFError, KeyboardInterrupt):
+            out.write("\n")
+            return n
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            out.write(format_decision(router.route(line)) + "\n")
+            n += 1
+        except UserError as e:
+            out.write(f"error: {e}\n")
+        out.flush()
+
+
+def iter_jsonl_queries(f: TextIO, on_error: str, errors: list) -> Iterator[tuple[int, Any, Any]]:
+    """(line number, id, query or conversation) per good line; bad lines are reported
+    (and counted in ``errors``), then skipped or stop the stream."""
+    for n, raw in enumerate(f, 1):
+        if not raw.strip():
+            continue
+        try:
+            obj = json.loads(raw)
+        except json.JSONDecodeError as e:
+            problem = f"not JSON ({e.msg} at column {e.colno})"
+        else:
+            if not isinstance(obj, dict):
+                problem = f"a JSON {type(obj).__name__}; expected an object with 'query' or 'conversation'"
+            else:
+                q = obj.get("query")
+                if q is None:
+                    q = obj.get("conversation") or obj.get("messages")
+                if isinstance(q, str) and q.strip() or isinstance(q, list) and q:
+                    yield n, obj.get("id"), q
+                    continue
+                problem = "no non-empty 'query' (text) or 'conversation'/'messages' (list of turns)"
+        msg = f"{f.name if hasattr(f, 'name') else 'input'}: line {n}: {problem}"
+        errors.append(msg)
+        print(f"error: {msg}", file=sys.stderr, flush=True)
+        if on_error == "stop":
+            return  # the caller still writes every line routed before this one
+
+
+def run_batch(router, opts: RouteOptions) -> dict:
+    from router_lab.api import iter_chunks
+
+    if opts.on_error not in ("skip", "stop"):
+        raise UserError(f"on_error={opts.on_error!r}; expected skip or stop")
+    if not opts.input or not opts.output:
+        raise UserError("mode=batch needs input=FILE.jsonl and output=FILE.jsonl")
+    src = Path(opts.input)
+    if not src.is_file():
+        raise UserError(f"input={src}: no such file; expected a JSONL file of queries")
+    dst = Path(opts.output)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    errors: list[str] = []
+    routed, t0 = 0, time.perf_counter()
+    stopped = False
+    with src.open(encoding="utf-8") as f, dst.open("w", encoding="utf-8") as w:
+        items = iter_jsonl_queries(f, opts.on_error, errors)
+        chunks = iter_chunks(items, max(1, opts.batch_size))
+        for chunk in chunks:
+            routed += _route_chunk(router, chunk, w, errors, opts.on_error == "stop")
+            w.flush()
+        stopped = opts.on_error == "stop" and bool(errors)
+    secs = time.perf_counter() - t0
+    summary = {"routed": routed, "errors": len(errors), "seconds": round(secs, 3), "output": str(dst)}
+    print(json.dumps(summary), file=sys.stderr)
+    if stopped:
+        raise UserError(f"{errors[0]} (stopped; the {routed} lines before it are in {dst})")
+    return summary
+
+
+def _route_chunk(router, chunk, w: TextIO, errors: list, stop: bool) -> int:
+    try:
+        decisions = router.route_batch([q for _, _, q in chunk])
+    except UserError:
+        # One bad query (e.g. a conversation with no content): route one by one to find it.
+        decisions = []
+        for n, _, q in chunk:
+            try:
+                decisions.append(router.route(q))
+            except UserError as e:
+                msg = f"line {n}: {e}"
+                errors.append(msg)
+                print(f"error: {msg}", file=sys.stderr, flush=True)
+                decisions.append(None)
+    written = 0
+    for (n, rid, _), d in zip(chunk, decisions):
+        if d is None:
+            if stop:
+                break
+            continue
+        w.write(json.dumps({"line": n, "id": rid, **d.to_dict()}, ensure_ascii=False) + "\n")
+        written += 1
+    return written
+
+
+# ------------------------------------------------------------------ evaluate
+
+def evaluate_records(router, records, out_dir: Path | None = None, batch_size: int = 64) -> dict:
+    """Route labelled / scored records; metrics, per-class report and confusion matrix."""
+    import numpy as np
+    from sklearn.metrics import classification_report, confusion_matrix
+
+    from router_lab import metrics as M
+    from router_lab.api import iter_chunks
+
+    texts = [r.text for r in records]
+    decisions = [d for chunk in iter_chunks(texts, batch_size) for d in router.route_batch(chunk)]
+    names = router.llm_names
+    chosen = np.array([names.index(d.llm) for d in decisions])
+    res: dict[str, Any] = {"n": len(records)}
+    has_scores = all(r.scores for r in records) and records
+    if has_scores:
+        scores = np.array([[r.scores.get(n, np.nan) for n in names] for r in records], dtype=float)
+        types_ = [r.score_type for r in records]
+        res["acc_predict"] = M.acc_predict(chosen, scores, types_)
+        res["acc"] = M.routing_accuracy(chosen, scores)
+        if all(r.costs for r in records):
+            costs = np.array([[r.costs.get(n, np.nan) for n in names] for r in records], dtype=float)
+            res["cost"] = M.mean_cost(chosen, costs)
+        elif router.llm_costs:
+            res["cost"] = float(np.mean([d.cost for d in decisions]))
+    res["fallback_rate"] = float(np.mean([d.fallback for d in decisions])) if decisions else 0.0
+    labelled = [i for i, r in enumerate(records) if r.label]
+    if labelled and router.categories and any(records[i].label in router.categories for i in labelled):
+        # category classification (classifier routers on labelled data)
+        classes = list(router.categories)
+        true = [records[i].label for i in labelled]
+        pred = [decisions[i].category or "?" for i in labelled]
+        res["accuracy"] = float(np.mean([t == p for t, p in zip(true, pred)]))
+        what = "category"
+    elif has_scores:
+        # which LLM: a best LLM of each query (first among ties) vs the chosen one
+        eff = M.effective_scores(scores, types_)
+        classes = list(names)
+        true = [names[int(np.nanargmax(row))] for row in eff]
+        pred = [d.llm for d in decisions]
+        res["accuracy"] = res["acc"]
+        what = "best LLM"
+    else:
+        raise UserError("evaluate: the records have neither labels the router knows nor per-LLM scores; "
+                        f"expected 'label' (one of {router.categories[:5]}...) or 'scores'")
+    labels = sorted(set(true) | set(pred), key=lambda c: classes.index(c) if c in classes else len(classes))
+    report = classification_report(true, pred, labels=labels, zero_division=0, digits=3)
+    cm = confusion_matrix(true, pred, labels=labels)
+    text = _summary_text(res, what) + "\n\nper-class report (" + what + "):\n" + report + \
+        "\nconfusion matrix (rows: true, columns: predicted):\n" + _cm_text(cm, labels)
+    print(text)
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "report.txt").write_text(text + "\n")
+        (out_dir / "metrics.json").write_text(json.dumps(res, indent=2))
+        _cm_png(cm, labels, out_dir / "confusion.png", what)
+        print(f"\nwrote {out_dir}/report.txt, metrics.json, confusion.png")
+    return res
+
+
+def _summary_text(res: dict, what: str) -> str:
+    parts = [f"n={res['n']}", f"accuracy ({what})={res['accuracy']:.4f}"]
+    for k in ("acc_predict", "acc", "cost", "fallback_rate"):
+        if k in res:
+            parts.append(f"{k}={res[k]:.4f}")
+    return "  ".join(parts)
+
+
+def _cm_text(cm, labels) -> str:
+    short = [l[:14] for l in labels]
+    w = max(6, *(len(s) for s in short))
+    head = " " * w + " " + " ".join(f"{s:>{w}}" for s in short)
+    rows = [f"{s:>{w}} " + " ".join(f"{v:>{w}d}" for v in row) for s, row in zip(short, cm)]
+    return "\n".join([head, *rows])
+
+
+def _cm_png(cm, labels, path: Path, what: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(labels)
+    fig, ax = plt.subplots(figsize=(max(4, 0.5 * n + 2), max(3.5, 0.5 * n + 1.5)))
+    ax.imshow(cm, cmap="Blues")
+    ax.set_xticks(range(n), labels, rotation=60, ha="right", fontsize=7)
+    ax.set_yticks(range(n), labels, fontsize=7)
+    if n <= 20:
+        for i in range(n):
+            for j in range(n):
+                ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=6)
+    ax.set_xlabel(f"predicted {what}")
+    ax.set_ylabel(f"true {what}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run_evaluate(router, opts: RouteOptions) -> dict:
+    from router_lab.data.loaders import load_table
+
+    if not opts.data:
+        raise UserError("mode=evaluate needs data=FILE (records with 'query' and 'label' and/or 'scores')")
+    records = load_table(opts.data, llm_names=router.llm_names if _has_scores_column(opts.data) else None)
+    out = Path(opts.out) if opts.out else Path("outputs") / "route" / time.strftime("eval-%Y%m%d-%H%M%S")
+    return evaluate_records(router, records, out, opts.batch_size)
+
+
+def _has_scores_column(path: str) -> bool:
+    # A label-only table must not be checked against the pool.
+    p = Path(path)
+    if p.suffix in (".jsonl", ".ndjson"):
+        with p.open(encoding="utf-8") as f:
+            for line in f:
+                if line.strip():
+                    try:
+                        return "scores" in json.loads(line)
+                    except json.JSONDecodeError:
+                        return True
+    return True
+
+
+# ------------------------------------------------------------------ entry point
+
+def route(opts: RouteOptions) -> Any:
+    from router_lab.api import Router
+
+    if opts.mode not in MODES:
+        raise UserError(f"mode={opts.mode!r}; expected one of {list(MODES)}")
+    if not opts.router:
+        raise UserError("expected router=PATH (an export dir, a run dir or a .ckpt)")
+    if opts.mode == "single" and not opts.query.strip():
+        raise UserError("mode=single needs a non-empty query=\"...\"")
+    if opts.threads > 0:
+        import torch
+
+        torch.set_num_threads(opts.threads)
+    router = Router.load(opts.router, route_map=opts.route_map or None)
+    if opts.mode == "single":
+        return run_single(router, opts)
+    if opts.mode == "interactive":
+        return run_interactive(router)
+    if opts.mode == "batch":
+        return run_batch(router, opts)
+    return run_evaluate(router, opts)
+
+
+def main(argv: list[str] | None = None) -> None:
+    setup_cli()
+    opts = run_main(parse_options, sys.argv[1:] if argv is None else argv, RouteOptions, __doc__)
+    run_main(route, opts)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,179 @@
+"""Router.load / route / route_batch on every router family (tiny random encoder, trained
+in-process once per module): run dir, checkpoint and export load alike; conversations,
+empty and over-long queries, the serving policy."""
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+
+from router_lab.api import Router, RoutingDecision
+from router_lab.data.records import render_conversation
+from router_lab.errors import UserError
+
+FAMILIES = {
+    "classifier_frozen": [],
+    "classifier_finetuned": ["encoder.frozen=false"],
+    "routerdc": ["model=routerdc", "model.projection_dim=16", "model.cluster_loss_weight=0"],
+    "rankrouter": ["model=rankrouter"],
+}
+
+
+def family_available(name: str) -> bool:
+    return name != "rankrouter" or importlib.util.find_spec("router_lab.models.rankrouter") is not None and \
+        (Path(__file__).resolve().parents[1] / "conf" / "model" / "rankrouter.yaml").exists()
+
+
+def train_tiny_run(root: Path, family: str = "classifier_frozen", extra: list[str] | None = None) -> Path:
+    """A real run dir (checkpoints/best.ckpt, .hydra/config.yaml) of a router on a tiny
+    random BERT, one epoch on 300 synthetic queries."""
+    from omegaconf import OmegaConf
+
+    from conftest import compose, make_tiny_encoder
+    from router_lab.train import train
+
+    enc = root / "tiny_bert"
+    if not enc.exists():
+        make_tiny_encoder("bert", enc)
+    run = root / family
+    cfg = compose([f"paths.cache_dir={root / 'cache'}", "logger=none", "trainer.accelerator=cpu",
+                   "extras.print_config=false", "data.train.n_train=300", "data.val.n_val=60",
+                   "data.test.test.n_test=60", "trainer.max_epochs=1", f"encoder.pretrained={enc}",
+                   "encoder.name=tiny_bert", "encoder.max_length=32", *FAMILIES[family], *(extra or [])],
+                  output_dir=run)
+    train(cfg)
+    # compose() has no Hydra run, so write the run's config as Hydra would.
+    (run / ".hydra").mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, run / ".hydra" / "config.yaml")
+    return run
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("api_runs")
+    return {f: train_tiny_run(root, f) for f in FAMILIES if family_available(f)}
+
+
+QUERIES = ["What is 2+2?", "Write a python function that reverses a list", "Translate 'good morning' to French"]
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_run_dir_checkpoint_and_export_route_alike(runs, family, tmp_path):
+    if family not in runs:
+        pytest.skip(f"{family} not in this checkout")
+    from router_lab.export import export_router
+
+    by_run = Router.load(runs[family])
+    by_ckpt = Router.load(runs[family] / "checkpoints" / "best.ckpt")
+    exported = Router.load(export_router(by_run, tmp_path / "exp"))
+    ref = by_run.route_batch(QUERIES)
+    assert all(isinstance(d, RoutingDecision) for d in ref)
+    for other in (by_ckpt, exported):
+        got = other.route_batch(QUERIES)
+        assert [d.llm for d in got] == [d.llm for d in ref]
+        for a, b in zip(got, ref):
+            assert a.confidence == pytest.approx(b.confidence, abs=1e-5)
+            assert a.scores == pytest.approx(b.scores, abs=1e-5)
+    d = ref[0]
+    assert d.llm in by_run.llm_names and set(d.scores) == set(by_run.llm_names)
+    assert d.cost == pytest.approx(by_run.llm_costs[by_run.llm_names.index(d.llm)])
+    assert isinstance(d.fallback, bool) and 0.0 <= d.confidence <= 1.0
+
+
+def test_route_batch_matches_single_routes(runs):
+    router = Router.load(runs["classifier_frozen"])
+    batch = router.route_batch(QUERIES)
+    for q, d in zip(QUERIES, batch):
+        single = router.route(q)
+        assert single.llm == d.llm
+        assert single.scores == pytest.approx(d.scores, abs=1e-4)  # padding changes the float sums slightly
+    assert router.route_batch([]) == []
+
+
+def test_conversation_routes_on_every_turn_rendered_as_in_training(runs):
+    router = Router.load(runs["routerdc"] if "routerdc" in runs else runs["classifier_frozen"])
+    turns = [{"role": "user", "content": "hello"}, {"role": "assistant", "content": "hi, how can I help?"},
+             {"role": "user", "content": "integrate x^2 from 0 to 1"}]
+    conv = router.route(turns)
+    assert conv.scores == pytest.approx(router.route(render_conversation(turns)).scores, abs=1e-6)
+    assert conv.scores != pytest.approx(router.route(turns[-1]["content"]).scores, abs=1e-6)
+    # OpenAI content parts: the text parts count
+    parts = [{"role": "user", "content": [{"type": "text", "text": "integrate x^2 from 0 to 1"}]}]
+    assert router.route(parts).scores == pytest.approx(router.route("user: integrate x^2 from 0 to 1").scores)
+
+
+@pytest.mark.parametrize("bad", ["", "   \n", [], [{"role": "user", "content": ""}], 42])
+def test_empty_or_malformed_queries_are_one_line_user_errors(runs, bad):
+    router = Router.load(runs["classifier_frozen"])
+    with pytest.raises(UserError) as e:
+        router.route(bad)
+    assert "\n" not in str(e.value)
+
+
+def test_overlong_query_is_truncated_and_said_once(runs, caplog):
+    router = Router.load(runs["classifier_frozen"])
+    long = "a very long question " * 200
+    with caplog.at_level(logging.WARNING, logger="router_lab.api"):
+        ds = router.route_batch([long, "short", long])
+        router.route(long)
+    assert [d.truncated for d in ds] == [True, False, True]
+    assert sum("truncated" in r.getMessage() for r in caplog.records) == 1
+    assert ds[0].llm == ds[2].llm
+
+
+def test_policy_threshold_fallback_cost_lambda_and_categories(runs):
+    router = Router.load(runs["classifier_frozen"], route_map={"policy": {"confidence_threshold": 1.01,
+                                                                          "fallback_llm": "generalist-70b"}})
+    ds = router.route_batch(QUERIES)
+    assert all(d.llm == "generalist-70b" and d.fallback for d in ds)
+
+    cheapest = Router.load(runs["classifier_frozen"], route_map={"policy": {"cost_lambda": 0.0}})
+    assert {d.llm for d in cheapest.route_batch(QUERIES)} == {"tiny-chat-1b"}  # lambda 0: cost only
+    richest = Router.load(runs["classifier_frozen"], route_map={"policy": {"cost_lambda": float("inf")}})
+    raw, _ = richest.decide_texts(QUERIES)
+    assert [richest.llm_names.index(d.llm) for d in richest.route_batch(QUERIES)] == \
+        raw["utilities"].argmax(-1).tolist()
+
+    base = Router.load(runs["classifier_frozen"])
+    cat = base.route(QUERIES[0]).category
+    remap = Router.load(runs["classifier_frozen"], route_map={"policy": {"categories": {cat: "code-specialist-7b"}}})
+    assert remap.route(QUERIES[0]).llm == "code-specialist-7b"
+
+
+@pytest.mark.parametrize("policy,needle", [
+    ({"fallback_llm": "nope"}, "unknown LLM 'nope'"),
+    ({"confidence_threshold": 0.5}, "fallback_llm is not"),
+    ({"threshold": 0.5}, "unknown policy key"),
+])
+def test_bad_policy_is_one_clear_error(runs, policy, needle):
+    with pytest.raises(UserError, match=needle):
+        Router.load(runs["classifier_frozen"], route_map={"policy": policy})
+
+
+def test_apply_policy_on_hand_built_decision(runs):
+    router = Router.load(runs["classifier_frozen"])
+    n = len(router.llm_names)
+    util = torch.zeros(2, n)
+    util[0, n - 1], util[1, 0] = 0.9, 0.6
+    util[1, n - 1] = 0.7
+    d = {"llm": torch.tensor([n - 1, n - 1]), "utilities": util, "confidence": torch.tensor([0.9, 0.4]),
+         "fallback": torch.tensor([False, False])}
+    from router_lab.api import Policy
+
+    # lambda * util - cost: row 1 prefers the cheap LLM 0 once 0.1 of quality is worth < its price gap
+    out = router.apply_policy(d, Policy(cost_lambda=10.0))
+    assert out["llm"].tolist() == [n - 1, 0]
+    out = router.apply_policy(d, Policy(confidence_threshold=0.5, fallback_llm=router.llm_names[2]))
+    assert out["llm"].tolist() == [n - 1, 2] and out["fallback"].tolist() == [False, True]
+
+
+def test_load_errors_name_what_is_missing(runs, tmp_path):
+    with pytest.raises(UserError, match="no such file"):
+        Router.load(tmp_path / "nowhere")
+    empty = tmp_path / "empty_run"
+    (empty / ".hydra").mkdir(parents=True)
+    with pytest.raises(UserError, match="checkpoints/best.ckpt"):
+        Router.load(empty)
