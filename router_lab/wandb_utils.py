@@ -65,13 +65,37 @@ def scrub_secrets(obj: Any, secrets: list[str] | None = None) -> Any:
     return obj
 
 
-class RouterLabWandbLogger(WandbLogger):
-    """``WandbLogger``: offline without an API key; secrets scrubbed from the logged config."""
+NAME_SKIP = re.compile(r"^[+~]*(paths\.|extras\.|logger|hydra|callbacks|trainer|tags|task_name)")
 
-    def __init__(self, offline: bool | None = None, name: str | None = None, **kwargs: Any):
+
+def sweep_group_and_name(task_name: str) -> tuple[str | None, str | None]:
+    """(group, name) from the Hydra run: the group is ``<task_name>-<sweep dir name>`` for every
+    job of a multirun (``<task_name>-<run dir name>`` for a single run); the name is the job's
+    overrides that say what it is (no paths, logger, trainer or secret-named keys)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None, None
+    hc = HydraConfig.get()
+    multirun = str(hc.mode) == "RunMode.MULTIRUN"
+    folder = Path(str(hc.sweep.dir if multirun else hc.runtime.output_dir)).name
+    overrides = [o for o in hc.overrides.task if not NAME_SKIP.match(o) and not SECRET_NAME.search(o.split("=")[0])]
+    name = ",".join(overrides) or None
+    if multirun:
+        name = f"{hc.job.num}:{name}" if name else str(hc.job.num)
+    return f"{task_name}-{folder}", name
+
+
+class RouterLabWandbLogger(WandbLogger):
+    """``WandbLogger``: offline without an API key; secrets scrubbed from the logged config;
+    group and name from the Hydra run when not given (one group per sweep)."""
+
+    def __init__(self, offline: bool | None = None, group: str | None = None, name: str | None = None,
+                 task_name: str = "train", **kwargs: Any):
         if offline is None:
             offline = wandb_offline_by_default()
-        super().__init__(name=name or None, offline=offline, **kwargs)
+        auto_group, auto_name = sweep_group_and_name(task_name)
+        super().__init__(name=name or auto_name, group=group or auto_group, offline=offline, **kwargs)
 
     def log_hyperparams(self, params: Any) -> None:
         if isinstance(params, DictConfig):
@@ -121,3 +145,80 @@ class OneGpuPerWorker(Callback):
             return
         raise UserError(f"no free GPU slot of {self.num_gpus} in {lock_dir}: hydra.launcher.n_jobs must not exceed "
                         "ROUTER_LAB_NUM_GPUS")
+
+
+# --------------------------------------------------------------------------- reading offline runs
+_WANDB_HEADER = 7  # b":W&B" + magic 0xBEE1 (little endian) + version byte
+_BLOCK = 32768
+
+
+def _leveldb_records(data: bytes):
+    """Payloads of a W&B transaction log (LevelDB log format: 32 KiB blocks of
+    [crc32 u32][length u16][type u8] chunks; FULL=1, FIRST=2, MIDDLE=3, LAST=4)."""
+    import struct
+
+    if data[:4] != b":W&B":
+        raise ValueError("not a W&B transaction log (no ':W&B' header)")
+    pos, parts = _WANDB_HEADER, []
+    while pos + 7 <= len(data):
+        left = _BLOCK - pos % _BLOCK
+        if left < 7:  # block trailer padding
+            pos += left
+            continue
+        _crc, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        if kind == 0 and length == 0:
+            pos += left
+            continue
+        chunk = data[pos + 7:pos + 7 + length]
+        pos += 7 + length
+        if kind == 1:
+            yield chunk
+        elif kind == 2:
+            parts = [chunk]
+        elif kind == 3:
+            parts.append(chunk)
+        elif kind == 4:
+            parts.append(chunk)
+            yield b"".join(parts)
+            parts = []
+
+
+def read_offline_run(run_dir: str | Path) -> dict:
+    """What an offline run recorded, read back from its ``run-*.wandb`` file:
+    {run: {id, project, group, name, job_type, tags}, config, history: [..], summary, exited}."""
+    import json
+
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    run_dir = Path(run_dir)
+    files = sorted(run_dir.glob("run-*.wandb"))
+    if not files:
+        raise FileNotFoundError(f"{run_dir}: no run-*.wandb file (expected a wandb/offline-run-* dir)")
+    out: dict[str, Any] = {"run": {}, "config": {}, "history": [], "summary": {}, "exited": False}
+
+    def key(item) -> str:
+        return item.key or "/".join(item.nested_key)
+
+    for payload in _leveldb_records(files[0].read_bytes()):
+        rec = pb.Record()
+        rec.ParseFromString(payload)
+        kind = rec.WhichOneof("record_type")
+        if kind == "run":
+            r = rec.run
+            out["run"] = {"id": r.run_id, "project": r.project, "group": r.run_group, "name": r.display_name,
+                          "job_type": r.job_type, "tags": list(r.tags)}
+            for item in r.config.update:
+                out["config"][key(item)] = json.loads(item.value_json)
+        elif kind == "config":
+            for item in rec.config.update:
+                out["config"][key(item)] = json.loads(item.value_json)
+        elif kind == "history":
+            out["history"].append({key(i): json.loads(i.value_json) for i in rec.history.item})
+        elif kind == "summary":
+            for item in rec.summary.update:
+                out["summary"][key(item)] = json.loads(item.value_json)
+        elif kind == "exit":
+            out["exited"] = True
+    for row in out["history"]:
+        out["summary"].update({k: v for k, v in row.items() if not k.startswith("_")})
+    return out
