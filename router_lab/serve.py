@@ -1,0 +1,330 @@
+"""OpenAI-compatible routing proxy: the router picks an LLM for each chat request (on the
+whole conversation) and the request is forwarded to that LLM's endpoint.
+
+    python -m router_lab.serve router=outputs/export/my_router route_map=conf/route_map/example.yaml port=8000
+    curl -s localhost:8000/health
+    python -c "import openai; c = openai.OpenAI(base_url='http://localhost:8000/v1', api_key='x'); \
+        print(c.chat.completions.create(model='auto', messages=[{'role': 'user', 'content': 'hi'}]))"
+
+POST /v1/chat/completions: ``model`` = ``auto`` (or anything not in the pool) routes; a pool
+LLM's name forces that LLM. The body is forwarded unchanged except ``model``, which
+becomes the endpoint's model name; ``stream: true`` responses are passed through chunk by
+chunk (SSE). The decision is in the response headers: ``x-router-llm``,
+``x-router-confidence``, ``x-router-fallback``, ``x-router-cost``, ``x-router-model``.
+
+GET /health (router, pool, endpoints, requests in flight), GET /v1/models.
+
+Errors: a malformed request -> 400 with an OpenAI-style ``{"error": {"message": ...}}``; an
+upstream that is down -> 502 naming the LLM, one that does not answer within ``timeout``
+seconds -> 504; no free slot within ``queue_timeout`` seconds (``max_concurrency``
+requests in flight) -> 503. API keys come only from the environment variable named by the
+route map's ``api_key_env`` and are never logged.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
+
+from router_lab.api import Router
+from router_lab.errors import UserError, run_main
+
+log = logging.getLogger("router_lab.serve")
+
+AUTO_MODELS = ("auto", "router", "router_lab")
+
+
+def error_response(status: int, message: str, kind: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "type": kind, "code": status}}, status_code=status,
+                        headers=headers)
+
+
+def check_chat_request(body: Any) -> str | None:
+    """What is wrong with a chat-completions body, or None."""
+    if not isinstance(body, dict):
+        return f"request body is a JSON {type(body).__name__}; expected an object with 'messages'"
+    msgs = body.get("messages")
+    if not isinstance(msgs, list) or not msgs:
+        return "'messages' is missing or empty; expected a non-empty list of {role, content}"
+    for i, m in enumerate(msgs):
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str):
+            return f"messages[{i}] is not an object with a string 'role'"
+        c = m.get("content")
+        if c is not None and not isinstance(c, (str, list)):
+            return f"messages[{i}].content is a {type(c).__name__}; expected a string or a list of parts"
+    if "stream" in body and not isinstance(body["stream"], bool):
+        return "'stream' must be true or false"
+    if "model" in body and not isinstance(body["model"], (str, type(None))):
+        return "'model' must be a string"
+    return None
+
+
+def decision_headers(d, model: str | None, forced: bool) -> dict[str, str]:
+    h = {"x-router-llm": d.llm, "x-router-confidence": f"{d.confidence:.4f}",
+         "x-router-fallback": str(bool(d.fallback)).lower()}
+    if d.cost is not None:
+        h["x-router-cost"] = f"{d.cost:.6g}"
+    if model:
+        h["x-router-model"] = model
+    if forced:
+        h["x-router-forced"] = "true"
+    return h
+
+
+def create_app(router: Router, max_concurrency: int = 32, timeout: float = 60.0, connect_timeout: float = 5.0,
+               queue_timeout: float = 30.0) -> FastAPI:
+    """The proxy app over a loaded router (its route map gives the endpoints)."""
+    state: dict[str, Any] = {"in_flight": 0}
+    slots = asyncio.Semaphore(max_concurrency)
+    # One routing forward pass at a time: torch already uses every core for one.
+    route_lock = threading.Lock()
+    limits = httpx.Timeout(timeout, connect=connect_timeout)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        state["client"] = httpx.AsyncClient(timeout=limits, limits=httpx.Limits(max_connections=max_concurrency))
+        yield
+        await state["client"].aclose()
+
+    app = FastAPI(title="router_lab routing proxy", lifespan=lifespan)
+
+    def _route(messages):
+        with route_lock:
+            return router.route(messages)
+
+    @app.get("/health")
+    async def health():
+        eps = {llm: (router.endpoint(llm) or {}).get("base_url") for llm in router.llm_names}
+        return {"status": "ok", "router": router.describe(), "endpoints": eps, "in_flight": state["in_flight"],
+                "max_concurrency": max_concurrency}
+
+    @app.get("/v1/models")
+    async def models():
+        ids = ["auto", *router.llm_names]
+        return {"object": "list", "data": [{"id": i, "object": "model", "owned_by": "router_lab"} for i in ids]}
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request):
+        try:
+            body = json.loads(await request.body())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            return error_response(400, f"request body is not JSON ({e})", "invalid_request_error")
+        problem = check_chat_request(body)
+        if problem:
+            return error_response(400, problem, "invalid_request_error")
+        try:
+            await asyncio.wait_for(slots.acquire(), queue_timeout)
+        except asyncio.TimeoutError:
+            return error_response(503, f"proxy busy: {max_concurrency} requests in flight for {queue_timeout:g}s",
+                                  "overloaded")
+        state["in_flight"] += 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                state["in_flight"] -= 1
+                slots.release()
+
+        try:
+            return await _forward(body, release)
+        except BaseException:
+            release()
+            raise
+
+    async def _forward(body: dict, release) -> Response:
+        t0 = time.perf_counter()
+        requested = body.get("model")
+        forced = requested in router.llm_names
+        try:
+            d = await run_in_threadpool(_route, body["messages"])
+        except UserError as e:
+            release()
+            return error_response(400, str(e), "invalid_request_error")
+        if forced:
+            d.llm, d.fallback = requested, False
+            d.cost = router.llm_costs[router.llm_names.index(requested)] if router.llm_costs else None
+        ep = router.endpoint(d.llm)
+        if not ep:
+            release()
+            return error_response(502, f"no endpoint for LLM {d.llm!r} in the route map", "no_endpoint",
+                                  decision_headers(d, None, forced))
+        model = ep.get("model") or d.llm
+        headers = decision_headers(d, model, forced)
+        up_headers = {"content-type": "application/json"}
+        key = os.environ.get(ep["api_key_env"]) if ep.get("api_key_env") else None
+        if key:
+            up_headers["authorization"] = f"Bearer {key}"
+        url = ep["base_url"].rstrip("/") + "/chat/completions"
+        payload = {**body, "model": model}
+        client: httpx.AsyncClient = state["client"]
+        try:
+            upstream = await client.send(client.build_request("POST", url, json=payload, headers=up_headers),
+                                         stream=True)
+        except httpx.TimeoutException:
+            release()
+            return error_response(504, f"upstream for LLM {d.llm!r} ({ep['base_url']}) did not answer within "
+                                       f"{timeout:g}s", "upstream_timeout", headers)
+        except httpx.HTTPError as e:
+            release()
+            return error_response(502, f"upstream for LLM {d.llm!r} ({ep['base_url']}) is unreachable: "
+                                       f"{type(e).__name__}", "upstream_unreachable", headers)
+        log.info("routed to %s (confidence %.3f%s) -> %s %d, %.1f ms to upstream headers", d.llm, d.confidence,
+                 ", fallback" if d.fallback else "", model, upstream.status_code, 1e3 * (time.perf_counter() - t0))
+        media = upstream.headers.get("content-type", "application/json")
+        if not body.get("stream"):
+            try:
+                content = await upstream.aread()
+            except httpx.HTTPError as e:
+                return error_response(502, f"upstream for LLM {d.llm!r} failed mid-response: {type(e).__name__}",
+                                      "upstream_error", headers)
+            finally:
+                await upstream.aclose()
+                release()
+            return Response(content, status_code=upstream.status_code, media_type=media, headers=headers)
+
+        async def close() -> None:
+            await upstream.aclose()
+            release()
+
+        async def passthrough():
+            try:
+                async for chunk in upstream.aiter_raw():
+                    yield chunk
+            except httpx.HTTPError as e:
+                # Headers are gone already: tell the client in the stream, then end it.
+                msg = {"error": {"message": f"upstream for LLM {d.llm!r} failed mid-stream: {type(e).__name__}"}}
+                yield f"data: {json.dumps(msg)}\n\n".encode()
+            finally:
+                await close()
+
+        return StreamingResponse(passthrough(), status_code=upstream.status_code, media_type=media, headers=headers,
+                                 background=BackgroundTask(close))
+
+    return app
+
+
+# ------------------------------------------------------------------ running in-process
+
+@contextlib.contextmanager
+def run_in_thread(app, host: str = "127.0.0.1", startup_timeout: float = 20.0) -> Iterator[str]:
+    """Serve ``app`` with uvicorn in a daemon thread on an ephemeral port; yields its base
+    URL (``http://127.0.0.1:PORT``) and stops the server on exit."""
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False,
+                                           timeout_graceful_shutdown=2))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + startup_timeout
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError(f"uvicorn did not start on {host}:{port}")
+        time.sleep(0.01)
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+def loopback_upstream(name: str, delay: float = 0.0) -> FastAPI:
+    """A stand-in OpenAI-compatible LLM for tests and benchmarks: answers
+    ``"<name> answered <model>: <last user message>"``, streaming it word by word on request."""
+    app = FastAPI()
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request):
+        body = await request.json()
+        if delay:
+            await asyncio.sleep(delay)
+        last = body["messages"][-1].get("content", "")
+        text = f"{name} answered {body.get('model')}: {last}"
+        auth = request.headers.get("authorization", "")
+        base = {"id": f"cmpl-{name}", "created": 0, "model": body.get("model")}
+        if not body.get("stream"):
+            return {**base, "object": "chat.completion", "system_fingerprint": auth[-4:] or None,
+                    "choices": [{"index": 0, "finish_reason": "stop",
+                                 "message": {"role": "assistant", "content": text}}],
+                    "usage": {"prompt_tokens": 1, "completion_tokens": len(text.split()), "total_tokens": 1}}
+
+        async def events():
+            for i, word in enumerate(text.split(" ")):
+                delta = {"content": (" " if i else "") + word, **({"role": "assistant"} if i == 0 else {})}
+                chunk = {**base, "object": "chat.completion.chunk",
+                         "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+                yield f"data: {json.dumps(chunk)}\n\n"
+            end = {**base, "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {},
+                                                                            "finish_reason": "stop"}]}
+            yield f"data: {json.dumps(end)}\n\ndata: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    return app
+
+
+# ------------------------------------------------------------------ entry point
+
+@dataclass
+class ServeOptions:
+    router: str = ""
+    route_map: str = ""
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_concurrency: int = 32
+    queue_timeout: float = 30.0
+    timeout: float = 60.0
+    connect_timeout: float = 5.0
+    threads: int = 0
+
+
+def serve(opts: ServeOptions) -> None:
+    import uvicorn
+
+    if not opts.router:
+        raise UserError("expected router=PATH (an export dir, a run dir or a .ckpt)")
+    if opts.threads > 0:
+        import torch
+
+        torch.set_num_threads(opts.threads)
+    router = Router.load(opts.router, route_map=opts.route_map or None)
+    missing = [l for l in router.llm_names if not router.endpoint(l)]
+    if len(missing) == len(router.llm_names):
+        raise UserError("the route map has no endpoint for any of the router's LLMs "
+                        f"{router.llm_names}; expected route_map=YAML with endpoints (conf/route_map/example.yaml)")
+    if missing:
+        log.warning("no endpoint for %s: requests routed there get 502", missing)
+    app = create_app(router, opts.max_concurrency, opts.timeout, opts.connect_timeout, opts.queue_timeout)
+    uvicorn.run(app, host=opts.host, port=opts.port, log_level="info")
+
+
+def main(argv: list[str] | None = None) -> None:
+    from router_lab.route import parse_options, setup_cli
+
+    setup_cli()
+    opts = run_main(parse_options, sys.argv[1:] if argv is None else argv, ServeOptions, __doc__)
+    run_main(serve, opts)
+
+
+if __name__ == "__main__":
+    main()
