@@ -52,7 +52,13 @@ def collect_test_outputs(model, dm) -> dict:
 
 def report(dm, model, output_dir: str | Path, extra: dict | None = None, title: str = "router vs baselines") -> dict:
     """Metrics + table for a tested model; writes metrics.json and results.md."""
-    metrics = evaluate(dm, collect_test_outputs(model, dm))
+    outputs = collect_test_outputs(model, dm)
+    metrics = evaluate(dm, outputs)
+    # Test sets with costs, routers with utilities: the willingness-to-pay sweep
+    # (cost_quality.json / .png, <set>/router/aiq); nothing otherwise.
+    from router_lab.cost_quality import cost_quality_report
+
+    metrics.update(cost_quality_report(outputs, output_dir, llm_names=dm.pool.names))
     metrics.update(extra or {})
     table = results_table(metrics, dm.test_set_names, dm.groups, title=title)
     print("\n" + table + "\n")
