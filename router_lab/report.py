@@ -207,18 +207,20 @@ def build_sections(runs: Sequence[Run]) -> list[Section]:
         for r in rs:
             sec.settings.setdefault(r.setting, []).append(r)
         encoders = {s[1] for s in sec.settings}
+        # Overrides every setting shares (e.g. debug=limit) say nothing about the difference.
+        common_ov = set.intersection(*(set(filter(None, s[2].split(","))) for s in sec.settings))
         for s in sec.settings:
             router, enc, variant = s
-            label = router + (f"/{enc}" if len(encoders) > 1 else "") + (f" ({variant})" if variant else "")
-            sec.labels[s] = label
+            own = ",".join(o for o in variant.split(",") if o and o not in common_ov)
+            sec.labels[s] = router + (f"/{enc}" if len(encoders) > 1 else "") + (f" ({own})" if own else "")
         common = set.intersection(*(r.test_sets(metric) for r in rs))
         sec.test_sets = _set_order(common)
+        for ts in _set_order(set.union(*(r.test_sets(metric) for r in rs)) - common):
+            lacking = [r for r in rs if ts not in r.test_sets(metric)]
+            names = ", ".join(_short(r.path) for r in lacking[:3]) + (" ..." if len(lacking) > 3 else "")
+            sec.left_out.append(f"test set {ts}: left out, missing in {len(lacking)} of {len(rs)} runs ({names})")
         for r in rs:
-            extra = r.test_sets(metric) - common
-            if extra:
-                sec.left_out.append(f"{_short(r.path)} ({sec.labels[r.setting]}): test sets "
-                                    f"{', '.join(_set_order(extra))} are not in every run of this section")
-            elif not r.test_sets(metric):
+            if not r.test_sets(metric):
                 sec.left_out.append(f"{_short(r.path)}: no {metric} for the router")
         if not common:
             sec.left_out.append(f"no test set is common to all {len(rs)} runs: nothing comparable in this section")
