@@ -95,8 +95,14 @@ def setup_cli() -> None:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("httpx", "transformers"):
+    for noisy in ("httpx", "transformers", "lightning.pytorch.utilities.rank_zero"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:  # per-file "Loading weights" bars would bury the one-line answers
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover
+        pass
 
 
 @dataclass
@@ -124,7 +130,8 @@ def format_decision(d) -> str:
     return f"-> {d.llm}  confidence={d.confidence:.3f}{extra}\n   scores: {scores}"
 
 
-def run_single(router, opts: RouteOptions, out: TextIO = sys.stdout) -> dict:
+def run_single(router, opts: RouteOptions, out: TextIO | None = None) -> dict:
+    out = out or sys.stdout
     if not opts.query.strip():
         raise UserError("query is empty; expected query=\"some text\"")
     d = router.route(opts.query)
@@ -132,8 +139,9 @@ def run_single(router, opts: RouteOptions, out: TextIO = sys.stdout) -> dict:
     return d.to_dict()
 
 
-def run_interactive(router, inp: TextIO = sys.stdin, out: TextIO = sys.stdout) -> int:
+def run_interactive(router, inp: TextIO | None = None, out: TextIO | None = None) -> int:
     """Prompt loop until EOF (Ctrl-D) or Ctrl-C; returns the number of routed queries."""
+    inp, out = inp or sys.stdin, out or sys.stdout
     n = 0
     interactive = inp.isatty()
     out.write(f"router: {router.target} over {len(router.llm_names)} LLMs. Type a query; Ctrl-D or Ctrl-C quits.\n")

@@ -1,0 +1,166 @@
+"""python -m router_lab.route: single, interactive, batch (streaming, bad lines), evaluate;
+option typos and bad input end in one line and exit 2."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from router_lab.data.loaders import save_records_jsonl
+from router_lab.data.sources import load_synthetic
+from router_lab.route import main, run_interactive
+from test_api import train_tiny_run
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    return train_tiny_run(tmp_path_factory.mktemp("route_run"))
+
+
+def cli(capsys, *args) -> tuple[int, str, str]:
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as e:
+        code = e.code or 0
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_single_prints_the_decision_as_json(run, capsys):
+    code, out, _ = cli(capsys, f"router={run}", "query=What is 2+2? (a=b, c:d)")
+    assert code == 0
+    d = json.loads(out)
+    assert d["llm"] in d["scores"] and 0 <= d["confidence"] <= 1 and "fallback" in d and "cost" in d
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["query=hi", "qeury=x"], "unknown option 'qeury' (did you mean 'query'?)"),
+    (["query="], "non-empty query"),
+    (["mode=nope"], "mode='nope'"),
+    (["query=hi", "batch_size=many"], "batch_size='many': expected an integer"),
+    (["query=hi", "justaword"], "not key=value"),
+])
+def test_bad_options_are_one_line_errors(run, capsys, args, needle):
+    code, _, err = cli(capsys, f"router={run}", *args)
+    assert code == 2
+    assert err.strip().count("\n") == 0 and err.startswith("error: ") and needle in err
+
+
+def test_router_dir_missing_a_file_names_it(run, tmp_path, capsys):
+    from router_lab.api import Router
+    from router_lab.export import export_router
+
+    exp = export_router(Router.load(run), tmp_path / "exp")
+    (exp / "model.safetensors").unlink()
+    capsys.readouterr()
+    code, _, err = cli(capsys, f"router={exp}", "query=hi")
+    assert code == 2 and "missing model.safetensors" in err and err.count("\n") == 1
+
+
+def write_lines(path: Path, lines: list[str]) -> Path:
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+BATCH_LINES = [
+    json.dumps({"id": "a", "query": "What is 2+2?"}),
+    json.dumps({"id": "b", "conversation": [{"role": "user", "content": "hi"}, {"role": "user", "content": "sort a list"}]}),
+    "{this is not json",
+    "",
+    json.dumps({"id": "d", "text": "no query field"}),
+    json.dumps({"id": "e", "messages": [{"role": "user", "content": "translate hello"}]}),
+    json.dumps({"id": "f", "query": "   "}),
+    json.dumps({"id": "g", "query": "last one"}),
+]
+
+
+def test_batch_skips_bad_lines_reporting_their_numbers(run, tmp_path, capsys):
+    src = write_lines(tmp_path / "in.jsonl", BATCH_LINES)
+    code, _, err = cli(capsys, f"router={run}", "mode=batch", f"input={src}", f"output={tmp_path / 'out.jsonl'}",
+                       "batch_size=2")
+    assert code == 0
+    rows = [json.loads(l) for l in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [(r["line"], r["id"]) for r in rows] == [(1, "a"), (2, "b"), (6, "e"), (8, "g")]
+    assert all(r["llm"] in r["scores"] for r in rows)
+    assert "line 3: not JSON" in err and "line 5:" in err and "line 7:" in err
+    assert json.loads(err.strip().splitlines()[-1])["routed"] == 4
+
+
+def test_batch_stop_keeps_the_lines_routed_before_the_bad_one(run, tmp_path, capsys):
+    src = write_lines(tmp_path / "in.jsonl", BATCH_LINES)
+    dst = tmp_path / "out.jsonl"
+    code, _, err = cli(capsys, f"router={run}", "mode=batch", f"input={src}", f"output={dst}", "on_error=stop",
+                       "batch_size=64")
+    assert code == 2
+    assert [json.loads(l)["id"] for l in dst.read_text().splitlines()] == ["a", "b"]
+    assert err.strip().splitlines()[-1].startswith("error: ") and "line 3" in err.strip().splitlines()[-1]
+
+
+def test_batch_streams_without_reading_the_whole_input(run, tmp_path):
+    """The reader pulls lines lazily: routing of chunk 1 happens before line 200 is read."""
+    from router_lab.route import iter_jsonl_queries
+
+    errors: list = []
+    pulled = []
+
+    class Lines:
+        name = "in-memory"
+
+        def __iter__(self):
+            for i in range(200):
+                pulled.append(i)
+                yield json.dumps({"query": f"q {i}"}) + "\n"
+
+    it = iter_jsonl_queries(Lines(), "skip", errors)
+    first = [next(it) for _ in range(3)]
+    assert [n for n, _, _ in first] == [1, 2, 3] and len(pulled) == 3
+
+
+def test_evaluate_scores_and_labels_write_report_and_png(run, tmp_path, capsys):
+    recs = load_synthetic("val", n_train=300, n_val=80, n_test=60)
+    data = save_records_jsonl(recs, tmp_path / "val.jsonl")
+    code, out, _ = cli(capsys, f"router={run}", "mode=evaluate", f"data={data}", f"out={tmp_path / 'eval'}")
+    assert code == 0
+    m = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert m["n"] == 80 and 0 <= m["accuracy"] <= 1 and 0 <= m["acc_predict"] <= 1 and "cost" in m
+    assert m["accuracy"] == m["acc"]  # score data: "chose a best LLM"
+    assert (tmp_path / "eval" / "confusion.png").stat().st_size > 1000
+    report = (tmp_path / "eval" / "report.txt").read_text()
+    assert "per-class report" in report and "confusion matrix" in report and "acc_predict=" in out
+
+    # label-only data: category accuracy (the synthetic classifier's categories are its LLMs)
+    rows = [{"query": r.query, "label": "frontier-xl" if i % 2 else "tiny-chat-1b"} for i, r in enumerate(recs[:20])]
+    labelled = write_lines(tmp_path / "labels.jsonl", [json.dumps(r) for r in rows])
+    code, out, _ = cli(capsys, f"router={run}", "mode=evaluate", f"data={labelled}", f"out={tmp_path / 'eval2'}")
+    assert code == 0 and "accuracy (category)" in out
+
+
+def test_interactive_loop_ends_on_eof_and_ctrl_c(run):
+    from router_lab.api import Router
+
+    router = Router.load(run)
+    out = io.StringIO()
+    assert run_interactive(router, io.StringIO("What is 2+2?\n\n   \nhello there\n"), out) == 2
+    assert out.getvalue().count("-> ") == 2
+
+    class CtrlC(io.StringIO):
+        def readline(self, *a):
+            raise KeyboardInterrupt
+
+    assert run_interactive(router, CtrlC(), io.StringIO()) == 0
+
+
+def test_entry_point_interactive_on_closed_stdin_exits_cleanly(run):
+    p = subprocess.run([sys.executable, "-m", "router_lab.route", f"router={run}", "mode=interactive"],
+                       input="What is 2+2?\n", capture_output=True, text=True, cwd=REPO, timeout=120,
+                       env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "-> " in p.stdout
