@@ -38,6 +38,7 @@ class ClassifierRouter(L.LightningModule):
         category_to_llm: Mapping[str, str] | None = None,
         confidence_threshold: float = 0.0,
         fallback_llm: str | None = None,
+        soft_target_temperature: float = 0.0,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -65,6 +66,9 @@ class ClassifierRouter(L.LightningModule):
                    else -1 for c in self.categories]
         self.register_buffer("category_llm", torch.tensor(cat_llm, dtype=torch.long), persistent=False)
         self.confidence_threshold = float(confidence_threshold)
+        # Score data only: train against softmax(score / T) over LLMs instead of the single
+        # argmax, so near-ties and noisy scores don't become hard, arbitrary labels.
+        self.soft_targets = soft_target_temperature > 0 and info.get("label_kind") == "best_llm"
         self._val = OutputCollector()
         self.test_outputs: dict[int, OutputCollector] = {}
 
@@ -98,7 +102,13 @@ class ClassifierRouter(L.LightningModule):
     # ------------------------------------------------------------------ training
     def training_step(self, batch, batch_idx):
         logits = self(batch)
-        loss = self.loss_fn(logits, batch["label"])
+        if self.soft_targets:
+            eff = torch.where(batch["is_probability"][:, None], (batch["scores"] > 0).float(), batch["scores"])
+            eff = eff.masked_fill(~batch["score_mask"], float("-inf"))
+            target = (eff / self.hparams.soft_target_temperature).softmax(-1)
+            loss = -(target * logits.log_softmax(-1)).sum(-1).mean()
+        else:
+            loss = self.loss_fn(logits, batch["label"])
         self.log("train/loss", loss, prog_bar=True, batch_size=logits.size(0))
         return loss
 
