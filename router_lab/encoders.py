@@ -279,11 +279,17 @@ def embed_texts(
     missing = sorted({k: i for i, k in enumerate(keys) if k not in index}.values())
     new: dict[str, np.ndarray] = {}
     if missing:
-        emb = embed_texts_uncached([texts[i] for i in missing], spec, device=device, progress=progress,
-                                   desc=f"encoding {len(missing)} texts ({spec.name})")
-        new = {keys[i]: e for i, e in zip(missing, emb)}
-        if cache:
-            cache.add(list(new), np.stack(list(new.values())))
+        encoder, tokenizer = QueryEncoder(spec), load_tokenizer(spec)
+        # Chunks go to the cache as they finish, so an interrupted run keeps its progress.
+        chunk = 4096
+        for c in range(0, len(missing), chunk):
+            part = missing[c : c + chunk]
+            emb = embed_texts_uncached([texts[i] for i in part], spec, encoder, tokenizer, device=device,
+                                       progress=progress, desc=f"encoding {c + len(part)}/{len(missing)} texts ({spec.name})")
+            got = {keys[i]: e for i, e in zip(part, emb)}
+            if cache:
+                cache.add(list(got), emb)
+            new.update(got)
     dim = next(iter(new.values())).shape[0] if new else (next(iter(index.values())).shape[0] if index else 0)
     out = np.zeros((len(texts), dim), dtype=np.float32)
     for i, k in enumerate(keys):
