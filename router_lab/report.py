@@ -50,7 +50,7 @@ from router_lab.errors import UserError, run_main
 log = logging.getLogger("router_lab.report")
 
 BASELINES = ("random", "best_single", "best_per_task", "oracle", "majority")
-PERCENT_METRICS = ("acc_predict", "acc", "accuracy", "macro_f1", "fallback_rate")
+PERCENT_METRICS = ("acc_predict", "acc", "accuracy", "macro_f1", "fallback_rate", "aiq")
 # Overrides that don't change what is being compared (where and how a run ran).
 IGNORED_OVERRIDE_KEYS = re.compile(r"^(seed|model|encoder|data|hydra(\..*|/.*)?|paths\..*|logger(\..*)?|callbacks(\..*)?"
                                    r"|trainer(\..*)?|extras\..*|tags|task_name|optimized_metric|ckpt_path|hparams_search)$")
@@ -72,10 +72,7 @@ class Run:
     data_variant: str  # data overrides (sample size, data_seed, ...)
     metrics: dict[str, float]
     cost_quality: Any = None
-
-    @property
-    def section(self) -> str:
-        return self.data + (f" [{self.data_variant}]" if self.data_variant else "")
+    data_fingerprint: str = ""  # what the data is (sources, sizes, seed, pool), whatever set it
 
     @property
     def setting(self) -> tuple[str, str, str]:
@@ -141,10 +138,24 @@ def load_run(path: Path) -> Run:
             cq = json.loads((path / "cost_quality.json").read_text())
         except (OSError, json.JSONDecodeError):
             log.warning("%s: cost_quality.json is not valid JSON; no curves for this run", path)
-    return Run(path=path, router=str(router), encoder=encoder, data=data,
+    return Run(path=path, router=str(router), encoder=encoder, data=data, data_fingerprint=data_fingerprint(cfg),
                seed=int(seed) if isinstance(seed, (int, float)) else None,
                variant=",".join(sorted(other_ov)), data_variant=",".join(sorted(data_ov)), metrics=metrics,
                cost_quality=cq)
+
+
+def data_fingerprint(cfg: Mapping) -> str:
+    """A short hash of what the data is: the data config without batch sizes, workers, cache
+    and encoder, plus data_seed and the LLM pool. Runs with equal fingerprints are comparable
+    however the data was chosen (data=..., an experiment, overrides)."""
+    import hashlib
+
+    data = {k: v for k, v in (cfg.get("data") or {}).items()
+            if k not in ("batch_size", "eval_batch_size", "num_workers", "cache_dir", "encoder", "llm_pool",
+                         "pad_to_max_length")}
+    blob = json.dumps({"data": data, "data_seed": cfg.get("data_seed"), "llm_pool": cfg.get("llm_pool")},
+                      sort_keys=True, default=str)
+    return hashlib.sha1(blob.encode()).hexdigest()[:8]
 
 
 def load_runs(roots: Sequence[str | Path]) -> tuple[list[Run], list[tuple[Path, str]]]:
@@ -196,9 +207,20 @@ class Section:
 
 
 def build_sections(runs: Sequence[Run]) -> list[Section]:
-    by_section: dict[str, list[Run]] = defaultdict(list)
+    by_data: dict[tuple[str, str], list[Run]] = defaultdict(list)
     for r in runs:
-        by_section[r.section].append(r)
+        by_data[(r.data, r.data_fingerprint)].append(r)
+    fps_per_choice: dict[str, int] = defaultdict(int)
+    for data, _ in by_data:
+        fps_per_choice[data] += 1
+    by_section: dict[str, list[Run]] = {}
+    for (data, fp), rs in by_data.items():
+        # One section per distinct data; named by the data config, plus what differs when
+        # the same config was run on different data (overrides, else the fingerprint).
+        name = data if fps_per_choice[data] == 1 else f"{data} [{rs[0].data_variant or 'defaults'}]"
+        while name in by_section:
+            name = f"{data} [{fp}]"
+        by_section[name] = rs
     sections = []
     for i, name in enumerate(sorted(by_section)):
         rs = by_section[name]
@@ -307,6 +329,11 @@ def tables_markdown(sections: Sequence[Section]) -> list[str]:
         lines += [f"### {sec.metric}{pct}", "", markdown_table(section_table(sec, sec.metric)), ""]
         if sec.has_cost:
             lines += ["### cost (mean per query)", "", markdown_table(section_table(sec, "cost")), ""]
+        if curve_sets(sec):
+            head = ["test set"] + [sec.labels[s] for s in sec.settings]
+            rows = [head] + [[ts] + [fmt(*aiq_stats(sec, s, ts), "acc_predict") for s in sec.settings]
+                             for ts in curve_sets(sec)]
+            lines += ["### AIQ (%), area under the cost-quality hull (cost_quality.json)", "", markdown_table(rows), ""]
     return lines
 
 
@@ -415,6 +442,69 @@ def cost_quality_curves(obj: Any, prefix: str = "") -> list[dict]:
     return out
 
 
+def run_curves(run: Run) -> list[dict]:
+    """A run's cost-quality curves, each named by its test set (the last part of its path)."""
+    if run.cost_quality is None:
+        return []
+    return [cv | {"name": cv["name"].split("/")[-1]} for cv in cost_quality_curves(run.cost_quality)]
+
+
+def curve_aiq(cv: dict) -> float:
+    from router_lab.metrics import aiq
+
+    return cv["aiq"] if cv["aiq"] is not None else aiq(cv["cost"], cv["quality"])
+
+
+def aiq_stats(sec: Section, setting, test_set: str) -> tuple[float, float, int]:
+    """AIQ of a router setting on a test set over its seeds (from cost_quality.json)."""
+    return mean_std([curve_aiq(cv) for r in sec.settings[setting] for cv in run_curves(r) if cv["name"] == test_set])
+
+
+def curve_sets(sec: Section) -> list[str]:
+    have = {cv["name"] for r in sec.runs for cv in run_curves(r)}
+    return [t for t in sec.test_sets if t in have]
+
+
+def plot_cost_quality_curves(sec: Section, path: Path) -> None:
+    """One panel per test set with curves: each router setting's cost-quality curve (first
+    seed) and hull, AIQ (mean over seeds) in the legend; baselines as grey points."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sets = curve_sets(sec)
+    cols = min(4, len(sets))
+    rows = math.ceil(len(sets) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False)
+    for ax, ts in zip(axes.flat, sets):
+        for i, (s, rs) in enumerate(sec.settings.items()):
+            cvs = [cv for r in rs for cv in run_curves(r) if cv["name"] == ts]
+            if not cvs:
+                continue
+            cv, (a, _, n) = cvs[0], aiq_stats(sec, s, ts)
+            order = np.argsort(cv["cost"])
+            ax.plot(np.asarray(cv["cost"])[order], 100 * np.asarray(cv["quality"])[order], "-", color=f"C{i}",
+                    alpha=0.8, label=f"{sec.labels[s]} (AIQ {100 * a:.1f})")
+            if cv["hull_cost"]:
+                ax.plot(cv["hull_cost"], 100 * np.asarray(cv["hull_quality"]), ":", color=f"C{i}")
+        for j, b in enumerate(("random", "best_single", "oracle")):
+            c, _, nc = sec.summary(None, b, ts, "cost")
+            q, _, nq = sec.summary(None, b, ts, sec.metric)
+            if nc and nq:
+                ax.scatter([c], [100 * q], marker="s^D"[j], color="gray", s=18, label=b.replace("_", " "))
+        ax.set_title(ts, fontsize=9)
+        ax.set_xlabel("mean cost per query", fontsize=8)
+        ax.set_ylabel(f"{sec.metric} (%)", fontsize=8)
+        ax.legend(fontsize=6)
+    for ax in list(axes.flat)[len(sets):]:
+        ax.axis("off")
+    fig.suptitle(f"cost-quality curves (willingness to pay): {sec.name}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def plot_cost_quality(sec: Section, path: Path) -> None:
     """Mean cost vs acc_predict over the section's test sets: each router setting and
     baseline as a point; each setting's curves from cost_quality.json (first run) with AIQ."""
@@ -435,8 +525,7 @@ def plot_cost_quality(sec: Section, path: Path) -> None:
             if n and math.isfinite(c):
                 ax.errorbar(c, 100 * q, xerr=cs, yerr=100 * qs, fmt="o", color=color, capsize=2,
                             label=sec.labels[s])
-            curves = [cv for cv in cost_quality_curves(rs[0].cost_quality) if cv["name"].split("/")[0] == ts] \
-                if rs[0].cost_quality is not None else []
+            curves = [cv for cv in run_curves(rs[0]) if cv["name"] == ts]
             for cv in curves[:1]:
                 a = cv["aiq"] if cv["aiq"] is not None else aiq(cv["cost"], cv["quality"])
                 order = np.argsort(cv["cost"])
@@ -511,6 +600,10 @@ def make_report(roots: Sequence[str | Path], out: str | Path | None = None, read
             if sec.has_cost and sec.metric == "acc_predict":
                 name = f"cost_quality_{sec.slug}.png"
                 plot_cost_quality(sec, stage / name)
+                plots[sec.name].append(name)
+            if curve_sets(sec):
+                name = f"cost_quality_curves_{sec.slug}.png"
+                plot_cost_quality_curves(sec, stage / name)
                 plots[sec.name].append(name)
         (stage / "report.md").write_text(markdown_report(sections, skipped, roots, plots))
         (stage / "summary.csv").write_text(to_csv(summary_rows(sections)))

@@ -45,10 +45,11 @@ def runs(tmp_path_factory) -> Path:
         m = json.loads((dst / "metrics.json").read_text())
         m = {k: (v * 0.9 if "/router/" in k else v) for k, v in m.items()}
         (dst / "metrics.json").write_text(json.dumps(m))
-    # cost_quality.json as the RouterDC family writes it: curve points, hull, AIQ.
-    (other / "0" / "cost_quality.json").write_text(json.dumps({"avg_in_distribution": {
+    # cost_quality.json as router_lab.cost_quality writes it: per test set, curve points, hull, AIQ.
+    (other / "0" / "cost_quality.json").write_text(json.dumps({"llm_names": ["a", "b"], "sets": {"math": {
         "curve": [{"lambda": 0.1, "cost": 0.3, "quality": 0.5}, {"lambda": 1, "cost": 1.0, "quality": 0.6},
-                  {"lambda": 10, "cost": 2.0, "quality": 0.65}], "aiq": 0.58}}))
+                  {"lambda": 10, "cost": 2.0, "quality": 0.65}],
+        "hull": {"cost": [0.3, 1.0, 2.0], "quality": [0.5, 0.6, 0.65]}, "aiq": 0.58}}}))
     # A run without the "law" test set: compared on the others, law left out.
     mism = root / "mismatched" / "0"
     shutil.copytree(sweep / "0", mism)
@@ -98,7 +99,9 @@ def test_report_tables_plots_and_left_out(runs, tmp_path):
     assert (out / "runs.csv").read_text().count("\n") > 10
     # plots: acc_predict per test set; cost-quality (costs exist) with the curve's AIQ
     pngs = sorted(p.name for p in out.glob("*.png"))
-    assert pngs == ["acc_predict_1_synthetic.png", "cost_quality_1_synthetic.png"]
+    assert {"acc_predict_1_synthetic.png", "cost_quality_1_synthetic.png", "cost_quality_curves_1_synthetic.png"} \
+        <= set(pngs)
+    assert "### AIQ (%)" in md and "| math |" in md.split("### AIQ (%)")[1]
     assert all((out / p).stat().st_size > 5000 for p in pngs)
     meta = json.loads((out / "report.json").read_text())
     assert [s["label"] for s in meta["sections"][0]["settings"]] == ["classifier", "other"]
