@@ -16,8 +16,9 @@ Writes into ``outputs/report/<time>/`` (or ``out=DIR``), all at once (built in a
 dir, then moved): ``report.md``, ``summary.csv`` (one row per setting x method x test set x
 metric), ``runs.csv`` (one row per run x metric), ``report.json`` (what the notebook loads),
 ``acc_predict_<section>.png`` (per test set and router, best-single and oracle marked) and,
-where the data has costs, ``cost_quality_<section>.png`` (router and baselines as points; the
-curves, hull and AIQ from each run's ``cost_quality.json`` when present). ``readme=FILE``
+where the data has costs, ``cost_quality_<section>.png`` (router and baselines as points) and
+``cost_quality_curves_<section>.png`` + an AIQ table (curves, hulls and AIQ from the runs'
+``cost_quality.json``). ``readme=FILE``
 also replaces the block between ``<!-- results:start -->`` and ``<!-- results:end -->`` in
 FILE with the tables and the command.
 
