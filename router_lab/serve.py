@@ -7,9 +7,9 @@ whole conversation) and the request is forwarded to that LLM's endpoint.
         print(c.chat.completions.create(model='auto', messages=[{'role': 'user', 'content': 'hi'}]))"
 
 POST /v1/chat/completions: ``model`` = ``auto`` (or anything not in the pool) routes; a pool
-LLM's name forces that LLM. The body is forwarded unchanged except ``model``, which
-becomes the endpoint's model name; ``stream: true`` responses are passed through chunk by
-chunk (SSE). The decision is in the response headers: ``x-router-llm``,
+LLM's name forces that LLM (no routing pass; confidence 1). The body is forwarded unchanged
+except ``model``, which becomes the endpoint's model name; ``stream: true`` responses are
+passed through chunk by chunk (SSE). The decision is in the response headers: ``x-router-llm``,
 ``x-router-confidence``, ``x-router-fallback``, ``x-router-cost``, ``x-router-model``.
 
 GET /health (router, pool, endpoints, requests in flight), GET /v1/models.
@@ -40,7 +40,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
-from router_lab.api import Router
+from router_lab.api import Router, RoutingDecision
 from router_lab.errors import UserError, run_main
 
 log = logging.getLogger("router_lab.serve")
@@ -151,14 +151,15 @@ def create_app(router: Router, max_concurrency: int = 32, timeout: float = 60.0,
         t0 = time.perf_counter()
         requested = body.get("model")
         forced = requested in router.llm_names
-        try:
-            d = await run_in_threadpool(_route, body["messages"])
-        except UserError as e:
-            release()
-            return error_response(400, str(e), "invalid_request_error")
-        if forced:
-            d.llm, d.fallback = requested, False
-            d.cost = router.llm_costs[router.llm_names.index(requested)] if router.llm_costs else None
+        if forced:  # no forward pass: the client chose
+            cost = router.llm_costs[router.llm_names.index(requested)] if router.llm_costs else None
+            d = RoutingDecision(llm=requested, confidence=1.0, scores={}, fallback=False, cost=cost)
+        else:
+            try:
+                d = await run_in_threadpool(_route, body["messages"])
+            except UserError as e:
+                release()
+                return error_response(400, str(e), "invalid_request_error")
         ep = router.endpoint(d.llm)
         if not ep:
             release()
