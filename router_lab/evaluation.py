@@ -210,7 +210,10 @@ def results_table(flat: Mapping[str, float], set_names: Iterable[str], groups: M
     """A plain-text table: one row per test set (and group average), one column per
     method, showing acc_predict (or accuracy for label-only data) in percent."""
     rows = list(set_names) + [f"avg_{g}" for g in (groups or {})]
-    metric = "acc_predict" if any(k.endswith("/acc_predict") for k in flat) else "accuracy"
+    # The headline metric the data supports: acc_predict (full scores), accuracy (labels),
+    # else pairwise AUC (preference pairs such as Chatbot-Arena).
+    metric = next((m for m in ("acc_predict", "accuracy", "auc") if any(k.endswith(f"/{m}") for k in flat)),
+                  "acc_predict")
     methods = [m for m in METHODS if any(f"{r}/{m}/{metric}" in flat for r in rows)]
     has_cost = any(f"{r}/router/cost" in flat for r in rows)
     head = ["test set"] + list(methods) + (["router cost"] if has_cost else []) + (["router acc"] if metric == "acc_predict" else [])
