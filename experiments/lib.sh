@@ -12,7 +12,7 @@ LAUNCH=${LAUNCH:-}
 EXTRA=${EXTRA:-}
 FAMILIES=${FAMILIES:-$(ls conf/model/*.yaml | xargs -n1 basename | sed 's/\.yaml$//' | tr '\n' ' ')}
 STAMP=$(date +%Y-%m-%d_%H-%M-%S)
-OUT=outputs/experiments/$STUDY/$STAMP
+OUT=${OUT:-outputs/experiments/$STUDY/$STAMP}   # OUT=<existing study dir> adds families to it
 declare -A ARGS=()
 ORDER=()
 FAILED=()
