@@ -129,3 +129,15 @@ def test_arrow_cache_is_reused_and_invalidated_by_edits(tmp_path, tiny_bert):
     write_jsonl(path, rows(12))
     os.utime(path, (time.time() + 5, time.time() + 5))
     assert len(load_source({"loader": "table", "path": str(path)}, tmp_path / "c")) == 12
+
+
+def test_score_files_naming_different_llms_are_named_in_the_error(tmp_path, tiny_bert):
+    a = write_jsonl(tmp_path / "a.jsonl", rows(10))
+    other = rows(10)
+    for r in other:
+        r["scores"] = {"small": 1.0, "huge": 0.0}
+    b = write_jsonl(tmp_path / "b.jsonl", other)
+    dm = RouterDataModule(train=[{"loader": "table", "path": str(a)}, {"loader": "table", "path": str(b)}],
+                          encoder={"name": "t", "pretrained": str(tiny_bert)})
+    with pytest.raises(DataError, match=r"b.jsonl and .*a.jsonl name different LLMs"):
+        dm.setup()

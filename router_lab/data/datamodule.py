@@ -270,6 +270,13 @@ class RouterDataModule(L.LightningDataModule):
             val_recs, n2 = self._load(_as_list(val_specs), "data.val")
             names.update(n2)
 
+        if not self.allow_partial_scores:
+            # Score files of one experiment must score the same LLMs: name the two that don't.
+            from router_lab.data.loaders import check_same_llms
+
+            scored = {src: ns for src, ns in names.items() if ns}
+            if len(scored) > 1:
+                check_same_llms(scored)
         self.pool = self._resolve_pool(names)
         self.train_set = self._to_split("train", train_recs, "data.train")
         self.val_set = self._to_split("val", val_recs, "data.val")
