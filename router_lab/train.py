@@ -50,6 +50,36 @@ def collect_test_outputs(model, dm) -> dict:
     return {name: model.test_outputs[i].result() for i, name in enumerate(dm.test_set_names) if i in model.test_outputs}
 
 
+def write_predictions(dm, outputs: dict, path: Path) -> None:
+    """One line per test query: what the router chose and what the best choice was."""
+    import numpy as np
+
+    names = list(dm.pool.names)
+    tmp = path.with_suffix(".jsonl.tmp")
+    with open(tmp, "w") as f:
+        for set_name, out in outputs.items():
+            split = dm.test_sets[set_name]
+            for row, idx in enumerate(out["index"]):
+                rec = split.records[int(idx)]
+                chosen = int(out["chosen"][row])
+                line = {"test_set": set_name, "index": int(idx), "id": rec.id, "text": rec.text, "task": rec.task,
+                        "chosen_llm": names[chosen] if 0 <= chosen < len(names) else None}
+                scores = out["scores"][row] if out["scores"].size else np.array([])
+                if scores.size and not np.isnan(scores).all():
+                    best = np.nanmax(scores)
+                    line.update(chosen_score=None if np.isnan(scores[chosen]) else float(scores[chosen]),
+                                best_score=float(best),
+                                best_llms=[n for n, v in zip(names, scores) if not np.isnan(v) and v >= best - 1e-9])
+                for k in ("confidence", "fallback"):
+                    if k in out:
+                        line[k] = out[k][row].item()
+                if "pred_label" in out and 0 <= int(out["label"][row]) < len(dm.categories):
+                    line.update(label=dm.categories[int(out["label"][row])],
+                                predicted=dm.categories[int(out["pred_label"][row])])
+                f.write(json.dumps(line) + "\n")
+    os.replace(tmp, path)
+
+
 def report(dm, model, output_dir: str | Path, extra: dict | None = None, title: str = "router vs baselines") -> dict:
     """Metrics + table for a tested model; writes metrics.json and results.md."""
     outputs = collect_test_outputs(model, dm)
@@ -65,6 +95,7 @@ def report(dm, model, output_dir: str | Path, extra: dict | None = None, title: 
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.md").write_text("```\n" + table + "\n```\n")
+    write_predictions(dm, outputs, out / "predictions.jsonl")
     write_json_atomic(metrics, out / "metrics.json")  # last: its presence marks a finished run
     return metrics
 

@@ -76,3 +76,15 @@ def test_config_typo_exits_non_zero_with_hydra_message(tmp_path):
     assert p.returncode != 0 and "lerning_rate" in p.stderr
     p = run(["encoder=bert_huge", f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
     assert p.returncode != 0 and "encoder/bert_huge" in p.stderr
+
+
+def test_predictions_file_has_one_decision_per_test_query(trained_run):
+    out, _, _ = trained_run
+    metrics = json.loads((out / "metrics.json").read_text())
+    lines = [json.loads(l) for l in (out / "predictions.jsonl").read_text().splitlines()]
+    assert len(lines) == 400
+    math = [l for l in lines if l["test_set"] == "math"]
+    # acc_predict on a multi_attempt/probability set equals the mean effective score of chosen LLMs;
+    # at least: the routing accuracy recomputed from the file matches metrics.json.
+    acc = sum(l["chosen_llm"] in l["best_llms"] for l in math) / len(math)
+    assert acc == pytest.approx(metrics["math/router/acc"], abs=1e-6)
