@@ -18,8 +18,9 @@ import lightning as L
 import torch
 from torch import nn
 
-from router_lab.evaluation import OutputCollector, routing_metrics, selection_score
-from router_lab.models.common import adamw_with_warmup, build_query_encoder, embed_batch, llm_index, mlp, \
+from router_lab.evaluation import OutputCollector
+from router_lab.models.common import adamw_with_warmup, build_query_encoder, embed_batch, llm_index, \
+    log_validation_metrics, mlp, \
     total_training_steps
 
 
@@ -124,11 +125,7 @@ class ClassifierRouter(L.LightningModule):
             self.log("val/loss", self.loss_fn(logits, batch["label"]), batch_size=logits.size(0))
 
     def on_validation_epoch_end(self):
-        m = routing_metrics(self._val.result()) if self._val.parts else {}
-        self._val.reset()
-        for k, v in m.items():
-            self.log(f"val/{k}", v)
-        self.log("val/score", selection_score(m), prog_bar=True)
+        log_validation_metrics(self, self._val)
 
     def on_test_epoch_start(self):
         self.test_outputs = {}

@@ -73,3 +73,20 @@ def total_training_steps(trainer) -> int:
         return int(trainer.estimated_stepping_batches)
     except Exception:  # not attached (e.g. a unit test building the optimiser directly)
         return 1000
+
+
+def log_validation_metrics(module, collector, extra: Mapping[str, float] | None = None,
+                           score_metric: str | None = None) -> dict:
+    """Routing metrics of an epoch's validation outputs, logged as ``val/<metric>``, plus
+    ``val/score`` (what checkpointing and early stopping monitor): ``score_metric`` when
+    given and present, else the data's headline metric. Resets the collector."""
+    from router_lab.evaluation import routing_metrics, selection_score
+
+    m = routing_metrics(collector.result()) if collector.parts else {}
+    collector.reset()
+    m.update(extra or {})
+    for k, v in m.items():
+        module.log(f"val/{k}", v)
+    score = m[score_metric] if score_metric and score_metric in m else selection_score(m)
+    module.log("val/score", score, prog_bar=True)
+    return m

@@ -36,9 +36,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from router_lab.errors import UserError
-from router_lab.evaluation import OutputCollector, routing_metrics, selection_score
+from router_lab.evaluation import OutputCollector
 from router_lab.losses import TIE_MODES, bce_pointwise_loss, bpr_loss
-from router_lab.models.common import adamw_with_warmup, build_query_encoder, embed_batch, mlp, total_training_steps
+from router_lab.models.common import adamw_with_warmup, build_query_encoder, embed_batch, log_validation_metrics, mlp, \
+    total_training_steps
 from router_lab.pairs import preference_pairs
 
 log = logging.getLogger(__name__)
@@ -259,15 +260,12 @@ class RankRouter(L.LightningModule):
             self._val_loss.append((float(loss), n))
 
     def on_validation_epoch_end(self):
-        m = routing_metrics(self._val.result()) if self._val.parts else {}
-        self._val.reset()
+        extra = {}
         if self._val_loss:
-            m["loss"] = sum(l * n for l, n in self._val_loss) / sum(n for _, n in self._val_loss)
+            extra["loss"] = sum(l * n for l, n in self._val_loss) / sum(n for _, n in self._val_loss)
         self._val_loss = []
-        for k, v in m.items():
-            self.log(f"val/{k}", v)
         # Checkpoints are chosen on the validation pairwise AUC.
-        self.log("val/score", m["auc"] if "auc" in m else selection_score(m), prog_bar=True)
+        log_validation_metrics(self, self._val, extra, score_metric="auc")
 
     def on_test_epoch_start(self):
         self.test_outputs = {}

@@ -31,9 +31,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from router_lab.errors import UserError
-from router_lab.evaluation import OutputCollector, routing_metrics, selection_score
+from router_lab.evaluation import OutputCollector
 from router_lab.losses import cluster_contrastive_loss, sample_llm_contrastive_loss, task_contrastive_loss
-from router_lab.models.common import adamw_with_warmup, build_query_encoder, embed_batch, mlp, total_training_steps
+from router_lab.models.common import adamw_with_warmup, build_query_encoder, embed_batch, log_validation_metrics, mlp, \
+    total_training_steps
 
 SIMILARITIES = ("cos", "dot")
 LR_SCHEDULES = ("constant", "linear")
@@ -177,11 +178,7 @@ class RouterDC(L.LightningModule):
         self._collect(self._val, batch)
 
     def on_validation_epoch_end(self):
-        m = routing_metrics(self._val.result()) if self._val.parts else {}
-        self._val.reset()
-        for k, v in m.items():
-            self.log(f"val/{k}", v)
-        self.log("val/score", selection_score(m), prog_bar=True)
+        log_validation_metrics(self, self._val)
 
     def on_test_epoch_start(self):
         self.test_outputs = {}
