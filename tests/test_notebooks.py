@@ -48,7 +48,7 @@ def missing_deps(nb) -> str | None:
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_runs_headless(path, small_report, monkeypatch):
+def test_notebook_runs_headless(path, small_report, monkeypatch, tmp_path):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     nb = nbformat.read(path, as_version=4)
@@ -59,7 +59,7 @@ def test_notebook_runs_headless(path, small_report, monkeypatch):
     for k, v in {"ROUTER_LAB_REPORT_DIR": str(report_dir), "ROUTER_LAB_CACHE_DIR": str(cache),
                  "ROUTER_LAB_NOTEBOOK_ROWS": "5", "CLUSTER_NB_SAMPLE": "40", "MPLBACKEND": "Agg",
                  "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-                 "WANDB_MODE": "offline"}.items():
+                 "WANDB_MODE": "offline", "ROUTER_LAB_NOTEBOOK_OUT": str(tmp_path)}.items():
         monkeypatch.setenv(k, v)
     client = nbclient.NotebookClient(nb, timeout=300, kernel_name=nb.metadata.get("kernelspec", {}).get("name",
                                      "python3"), resources={"metadata": {"path": str(REPO)}})
