@@ -1,7 +1,7 @@
 """Added latency of the routing proxy per request, against calling the upstream directly.
 
     python benchmarks/proxy_overhead.py                          # uses benchmarks/route_latency.py's export
-    python benchmarks/proxy_overhead.py router=DIR n=200 threads=2
+    python benchmarks/proxy_overhead.py router=DIR n=200 threads=2 quantize=int8
 
 A loopback upstream (``serve.loopback_upstream``, answers at once) and the proxy (the real
 ``python -m router_lab.serve`` entry point) run as separate processes on 127.0.0.1; a sync
@@ -18,6 +18,7 @@ import contextlib
 import json
 import os
 import subprocess
+import tempfile
 import sys
 import time
 from pathlib import Path
@@ -61,14 +62,21 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def process(args: list[str], url: str, timeout: float = 120.0):
-    """A server subprocess, up once ``url`` answers; terminated on exit."""
-    p = subprocess.Popen([sys.executable, *args], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    """A server subprocess, up once ``url`` answers; terminated on exit. Its log goes to a
+    temporary file: a pipe nobody reads fills up and blocks the server mid-benchmark."""
+    log_file = tempfile.TemporaryFile()
+    p = subprocess.Popen([sys.executable, *args], cwd=REPO, stdout=subprocess.DEVNULL, stderr=log_file,
                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+
+    def tail() -> str:
+        log_file.seek(0)
+        return log_file.read().decode(errors="replace")[-2000:]
+
     try:
         deadline = time.monotonic() + timeout
         while True:
             if p.poll() is not None:
-                sys.exit(f"server {args[:3]} exited: {p.stderr.read().decode()[-2000:]}")
+                sys.exit(f"server {args[:3]} exited: {tail()}")
             try:
                 if httpx.get(url, timeout=1).status_code < 500:
                     break
@@ -90,6 +98,7 @@ def main() -> None:
     if not export.exists():
         sys.exit(f"{export} not found: run benchmarks/route_latency.py first or pass router=DIR")
     threads = int(args.get("threads", 2))
+    quantize = args.get("quantize", "")
     up_port, proxy_port = free_port(), free_port()
     up, proxy = f"http://127.0.0.1:{up_port}", f"http://127.0.0.1:{proxy_port}"
     router = Router.load(export)
@@ -101,7 +110,7 @@ def main() -> None:
     upstream_cmd = ["-c", "import sys, uvicorn; from router_lab.serve import loopback_upstream; "
                     f"uvicorn.run(loopback_upstream('up'), host='127.0.0.1', port={up_port}, log_level='warning')"]
     proxy_cmd = ["-m", "router_lab.serve", f"router={export}", f"route_map={route_map}", f"port={proxy_port}",
-                 f"threads={threads}"]
+                 f"threads={threads}", f"quantize={quantize}"]
     rounds: dict[str, list[float]] = {"direct": [], "proxy_forced": [], "proxy_auto": []}
     with process(upstream_cmd, up + "/docs"), process(proxy_cmd, proxy + "/health"), \
             httpx.Client(timeout=30) as c:
@@ -111,7 +120,7 @@ def main() -> None:
             rounds["proxy_auto"] += timed(c, proxy + "/v1/chat/completions", "auto", n)
     ms = {k: {"p50": 1e3 * float(np.percentile(v, 50)), "p95": 1e3 * float(np.percentile(v, 95))}
           for k, v in rounds.items()}
-    res = {"machine": machine(), "n": 2 * n, "proxy_threads": threads, "router": router.target,
+    res = {"machine": machine(), "n": 2 * n, "proxy_threads": threads, "quantize": quantize or None, "router": router.target,
            "encoder": router.spec.name, "ms": ms, "loadavg_1min": os.getloadavg()[0]}
     out = REPO / "outputs" / "bench" / "proxy_overhead.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -2,13 +2,16 @@
 encoder forward pass on the same inputs.
 
     python benchmarks/route_latency.py                 # trains a small frozen-MiniLM classifier first
-    python benchmarks/route_latency.py router=DIR threads=2 n=200
+    python benchmarks/route_latency.py router=DIR threads=2 n=200 quantize=none,int8
 
-Measures, after warm-up: single-query ``Router.route`` latency p50/p95 over ``n`` short
-queries (the synthetic benchmark's test queries), ``route_batch`` throughput in batches of
-64, and the same for a bare ``QueryEncoder`` forward (tokenise + backbone + pooling, under
-``torch.inference_mode``): the router's overhead is the ratio minus 1. Prints a markdown
-section for benchmarks/RESULTS.md; raw numbers go to outputs/bench/route_latency.json.
+Measures, after warm-up, for the float router and its int8-quantised copy
+(``Router.load(..., quantize="int8")``): single-query ``Router.route`` latency p50/p95 over
+``n`` short queries (the synthetic benchmark's test queries), ``route_batch`` throughput in
+batches of 64, and the same for a bare ``QueryEncoder`` forward of that encoder (tokenise +
+backbone + pooling under ``torch.inference_mode``, batches split by length as route_batch
+does): the router's overhead is the ratio minus 1. Also the routing quality of each
+(acc_predict on the test queries) and how often int8 picks the float router's LLM. Prints a
+markdown table for benchmarks/RESULTS.md; raw numbers go to outputs/bench/route_latency.json.
 """
 from __future__ import annotations
 
@@ -54,23 +57,54 @@ def time_pair(fa, fb, items, warmup=20):
     return out
 
 
-def throughput(fn, items, batch=64, rounds=3):
-    """Best of ``rounds`` passes: (wall q/s, q per CPU-second)."""
+def throughput(fn, items, batch=64, rounds=5):
+    """Median over ``rounds`` passes over ``items`` in batches: (wall q/s, q per CPU-second)."""
     fn(items[:batch])
-    best, best_cpu = 0.0, 0.0
+    wall, cpu = [], []
     for _ in range(rounds):
         t0, c0 = time.perf_counter(), time.process_time()
         for i in range(0, len(items), batch):
             fn(items[i:i + batch])
-        best = max(best, len(items) / (time.perf_counter() - t0))
-        best_cpu = max(best_cpu, len(items) / (time.process_time() - c0))
-    return best, best_cpu
+        wall.append(len(items) / (time.perf_counter() - t0))
+        cpu.append(len(items) / (time.process_time() - c0))
+    return statistics.median(wall), statistics.median(cpu)
+
+
+def measure(router: Router, single: list[str], queries: list[str]) -> dict:
+    # fine-tune-mode routers carry their own encoder; frozen ones embed with the exported backbone
+    enc = router.query_encoder or router.model.encoder
+    tok = router.tokenizer
+
+    @torch.inference_mode()
+    def bare(texts):
+        texts = texts if isinstance(texts, list) else [texts]
+        ids = tok(texts, truncation=True, max_length=router.spec.max_length)["input_ids"]
+        ids.sort(key=len)
+        for s in range(0, len(ids), router.micro_batch):
+            b = tok.pad({"input_ids": ids[s:s + router.micro_batch]}, return_tensors="pt")
+            enc(b["input_ids"], b["attention_mask"])
+
+    t = time_pair(router.route, bare, single)
+    route_qps, route_cpu_qps = throughput(router.route_batch, queries)
+    bare_qps, bare_cpu_qps = throughput(bare, queries)
+    res = {
+        "route_p50_ms": 1e3 * percentile(t["a"], 50), "route_p95_ms": 1e3 * percentile(t["a"], 95),
+        "bare_p50_ms": 1e3 * percentile(t["b"], 50), "bare_p95_ms": 1e3 * percentile(t["b"], 95),
+        "route_cpu_p50_ms": 1e3 * percentile(t["a_cpu"], 50), "route_cpu_p95_ms": 1e3 * percentile(t["a_cpu"], 95),
+        "bare_cpu_p50_ms": 1e3 * percentile(t["b_cpu"], 50),
+        "route_batch64_qps": route_qps, "bare_batch64_qps": bare_qps,
+        "route_batch64_q_per_cpu_s": route_cpu_qps, "bare_batch64_q_per_cpu_s": bare_cpu_qps,
+    }
+    res["single_overhead"] = res["route_p50_ms"] / res["bare_p50_ms"] - 1
+    res["batch_overhead"] = bare_qps / route_qps - 1
+    return res
 
 
 def main() -> None:
     args = dict(a.split("=", 1) for a in sys.argv[1:])
     threads = int(args.get("threads", 2))
     n = int(args.get("n", 200))
+    modes = [None if m in ("none", "") else m for m in args.get("quantize", "none,int8").split(",")]
     torch.set_num_threads(threads)
     if "router" in args:
         export = Path(args["router"])
@@ -82,50 +116,46 @@ def main() -> None:
         export = OUT / "export"
         if not export.exists():
             export_router(Router.load(run), export)
-    router = Router.load(export)
-    # fine-tune-mode routers carry their own encoder; frozen ones embed with the exported backbone
-    enc = router.query_encoder or router.model.encoder
-    tok = router.tokenizer
-    queries = [r.query for r in load_synthetic("test", n_train=300, n_val=50, n_test=max(n, 640))][: max(n, 640)]
+    records = load_synthetic("test", n_train=300, n_val=50, n_test=max(n, 640))[: max(n, 640)]
+    queries = [r.query for r in records]
     single = queries[:n]
-    ntok = [len(tok(q)["input_ids"]) for q in single]
-
-    @torch.inference_mode()
-    def bare(texts):
-        b = tok(texts if isinstance(texts, list) else [texts], padding=True, truncation=True,
-                max_length=router.spec.max_length, return_tensors="pt")
-        return enc(b["input_ids"], b["attention_mask"])
-
-    t = time_pair(router.route, bare, single)
-    route_s, bare_s = t["a"], t["b"]
-    route_qps, route_cpu_qps = throughput(router.route_batch, queries)
-    bare_qps, bare_cpu_qps = throughput(bare, queries)
-
-    res = {
-        "machine": machine(), "threads": threads, "router": router.target, "encoder": router.spec.name,
-        "export": str(export), "n": n, "tokens_mean": statistics.mean(ntok),
-        "route_p50_ms": 1e3 * percentile(route_s, 50), "route_p95_ms": 1e3 * percentile(route_s, 95),
-        "bare_p50_ms": 1e3 * percentile(bare_s, 50), "bare_p95_ms": 1e3 * percentile(bare_s, 95),
-        "route_cpu_p50_ms": 1e3 * percentile(t["a_cpu"], 50), "route_cpu_p95_ms": 1e3 * percentile(t["a_cpu"], 95),
-        "bare_cpu_p50_ms": 1e3 * percentile(t["b_cpu"], 50),
-        "route_batch64_qps": route_qps, "bare_batch64_qps": bare_qps,
-        "route_batch64_q_per_cpu_s": route_cpu_qps, "bare_batch64_q_per_cpu_s": bare_cpu_qps,
-        "loadavg_1min": os.getloadavg()[0],
-    }
-    res["single_overhead"] = res["route_p50_ms"] / res["bare_p50_ms"] - 1
-    res["batch_overhead"] = bare_qps / route_qps - 1
+    res = {"machine": machine(), "threads": threads, "export": str(export), "n": n, "variants": {}}
+    chosen = {}
+    for mode in modes:
+        router = Router.load(export, quantize=mode)
+        name = mode or "float32"
+        res.update(router=router.target, encoder=router.spec.name)
+        res["tokens_mean"] = statistics.mean(len(router.tokenizer(q)["input_ids"]) for q in single)
+        r = measure(router, single, queries)
+        picks = [router.llm_names.index(d.llm) for d in router.route_batch(queries)]
+        chosen[name] = picks
+        r["acc_predict"] = 100 * statistics.mean(rec.scores[k] for rec, k in
+                                                 zip(records, (router.llm_names[i] for i in picks)))
+        res["variants"][name] = r
+    if "float32" in chosen:
+        for name, picks in chosen.items():
+            res["variants"][name]["agreement_with_float32"] = 100 * statistics.mean(
+                a == b for a, b in zip(picks, chosen["float32"]))
+    res["loadavg_1min"] = os.getloadavg()[0]
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT.parent / "route_latency.json").write_text(json.dumps(res, indent=2))
     print(json.dumps(res, indent=2))
-    print(f"""
-| measure ({res['encoder']} {res['router'].rsplit('.', 1)[-1]}, {threads} threads) | router | bare encoder | overhead |
-|---|---|---|---|
-| single query p50 | {res['route_p50_ms']:.1f} ms | {res['bare_p50_ms']:.1f} ms | {100 * res['single_overhead']:+.1f}% |
-| single query p95 | {res['route_p95_ms']:.1f} ms | {res['bare_p95_ms']:.1f} ms | |
-| single query CPU time p50 (p95) | {res['route_cpu_p50_ms']:.1f} ({res['route_cpu_p95_ms']:.1f}) ms | {res['bare_cpu_p50_ms']:.1f} ms | {100 * (res['route_cpu_p50_ms'] / res['bare_cpu_p50_ms'] - 1):+.1f}% |
-| batch of 64, throughput | {route_qps:.0f} q/s | {bare_qps:.0f} q/s | {100 * res['batch_overhead']:+.1f}% |
-| batch of 64, queries per CPU-second | {route_cpu_qps:.0f} | {bare_cpu_qps:.0f} | |
-""")
+    print(f"\n{res['encoder']} {res['router'].rsplit('.', 1)[-1]}, {threads} threads, "
+          f"{res['tokens_mean']:.1f} tokens per query on average, load average {res['loadavg_1min']:.2f}\n")
+    print("| measure | " + " | ".join(f"router ({k}) | bare encoder ({k})" for k in res["variants"]) + " |")
+    print("|---|" + "---|---|" * len(res["variants"]))
+    rows = [("single query p50", "route_p50_ms", "bare_p50_ms", "{:.1f} ms"),
+            ("single query p95", "route_p95_ms", "bare_p95_ms", "{:.1f} ms"),
+            ("single query CPU time p50", "route_cpu_p50_ms", "bare_cpu_p50_ms", "{:.1f} ms"),
+            ("batches of 64, throughput", "route_batch64_qps", "bare_batch64_qps", "{:.0f} q/s"),
+            ("batches of 64, queries per CPU-second", "route_batch64_q_per_cpu_s", "bare_batch64_q_per_cpu_s", "{:.0f}")]
+    for label, a, b, fmt in rows:
+        print(f"| {label} | " + " | ".join(f"{fmt.format(v[a])} | {fmt.format(v[b])}" for v in res["variants"].values()) + " |")
+    print("| overhead, single p50 / batch | " + " | ".join(
+        f"{100 * v['single_overhead']:+.1f}% / {100 * v['batch_overhead']:+.1f}% | " for v in res["variants"].values()) + " |")
+    print("| acc_predict on these queries | " + " | ".join(
+        f"{v['acc_predict']:.2f} (agrees with float32 on {v.get('agreement_with_float32', float('nan')):.1f}%) | "
+        for v in res["variants"].values()) + " |")
 
 
 if __name__ == "__main__":

@@ -118,6 +118,7 @@ class RouteOptions:
     out: str = ""
     route_map: str = ""
     threads: int = 0
+    quantize: str = ""       # int8: int8 dynamic quantisation of the encoder (CPU, ~2x faster)
 
 
 # ------------------------------------------------------------------ modes
@@ -390,7 +391,7 @@ def route(opts: RouteOptions) -> Any:
         import torch
 
         torch.set_num_threads(opts.threads)
-    router = Router.load(opts.router, route_map=opts.route_map or None)
+    router = Router.load(opts.router, route_map=opts.route_map or None, quantize=opts.quantize or None)
     if opts.mode == "single":
         return run_single(router, opts)
     if opts.mode == "interactive":

@@ -83,14 +83,33 @@ def test_run_dir_checkpoint_and_export_route_alike(runs, family, tmp_path):
     assert isinstance(d.fallback, bool) and 0.0 <= d.confidence <= 1.0
 
 
-def test_route_batch_matches_single_routes(runs):
-    router = Router.load(runs["classifier_frozen"])
-    batch = router.route_batch(QUERIES)
-    for q, d in zip(QUERIES, batch):
+@pytest.mark.parametrize("family", ["classifier_frozen", "classifier_finetuned"])
+def test_route_batch_matches_single_routes_in_input_order(runs, family):
+    # micro_batch=2 < len(queries): the batch is length-sorted and split, then put back in order
+    router = Router.load(runs[family], micro_batch=2)
+    queries = QUERIES + ["hi", "Explain, step by step and with an example, how a B-tree keeps itself balanced"]
+    batch = router.route_batch(queries)
+    assert len(batch) == len(queries)
+    for q, d in zip(queries, batch):
         single = router.route(q)
         assert single.llm == d.llm
         assert single.scores == pytest.approx(d.scores, abs=1e-4)  # padding changes the float sums slightly
     assert router.route_batch([]) == []
+
+
+def test_int8_quantised_router_agrees_with_float_and_refuses_unknown_modes(runs):
+    ref = Router.load(runs["classifier_finetuned"])
+    q = Router.load(runs["classifier_finetuned"], quantize="int8")
+    assert any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in q.model.encoder.modules())
+    assert not any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in ref.model.encoder.modules())
+    for a, b in zip(ref.route_batch(QUERIES), q.route_batch(QUERIES)):
+        assert set(b.scores) == set(a.scores)
+        assert b.scores == pytest.approx(a.scores, abs=0.05)
+    assert q.describe()["quantize"] == "int8"
+    with pytest.raises(UserError, match="quantize='fp4'; expected one of"):
+        Router.load(runs["classifier_frozen"], quantize="fp4")
+    with pytest.raises(UserError, match="micro_batch=0"):
+        Router.load(runs["classifier_frozen"], micro_batch=0)
 
 
 def test_conversation_routes_on_every_turn_rendered_as_in_training(runs):
