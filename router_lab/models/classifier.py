@@ -12,19 +12,23 @@ LLM that serves it; unmapped categories and low-confidence queries go to ``fallb
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
-import lightning as L
 import torch
 from torch import nn
 
 from router_lab.evaluation import OutputCollector
-from router_lab.models.common import adamw_with_warmup, build_query_encoder, embed_batch, llm_index, \
-    log_validation_metrics, mlp, \
-    total_training_steps
+from router_lab.models.common import (
+    RouterModule,
+    build_query_encoder,
+    embed_batch,
+    llm_index,
+    mlp,
+)
 
 
-class ClassifierRouter(L.LightningModule):
+class ClassifierRouter(RouterModule):
     def __init__(
         self,
         data_info: Mapping[str, Any],
@@ -123,17 +127,3 @@ class ClassifierRouter(L.LightningModule):
         logits = self._collect(self._val, batch)
         if (batch["label"] >= 0).any():
             self.log("val/loss", self.loss_fn(logits, batch["label"]), batch_size=logits.size(0))
-
-    def on_validation_epoch_end(self):
-        log_validation_metrics(self, self._val)
-
-    def on_test_epoch_start(self):
-        self.test_outputs = {}
-
-    def test_step(self, batch, batch_idx, dataloader_idx: int = 0):
-        self._collect(self.test_outputs.setdefault(dataloader_idx, OutputCollector()), batch)
-
-    def configure_optimizers(self):
-        hp = self.hparams
-        return adamw_with_warmup(self, self.encoder, hp.lr, hp.head_lr, hp.weight_decay, hp.warmup_ratio,
-                                 total_training_steps(self.trainer))

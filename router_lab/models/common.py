@@ -1,12 +1,15 @@
 """Pieces every router family shares, as plain functions (no base class)."""
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from collections.abc import Mapping
+from typing import Any
 
+import lightning as L
 import torch
 from torch import nn
 
 from router_lab.encoders import EncoderSpec, QueryEncoder
+from router_lab.evaluation import OutputCollector
 from router_lab.pool import PoolError
 
 
@@ -90,3 +93,26 @@ def log_validation_metrics(module, collector, extra: Mapping[str, float] | None 
     score = m[score_metric] if score_metric and score_metric in m else selection_score(m)
     module.log("val/score", score, prog_bar=True)
     return m
+
+
+class RouterModule(L.LightningModule):
+    """What every router family shares. A family sets ``self._val = OutputCollector()`` and
+    implements ``decide(batch)``, ``_collect(collector, batch)`` (decide and add to the
+    collector) and ``training_step``; this class collects test outputs per test dataloader
+    in ``test_outputs`` (read by router_lab.train), logs the validation routing metrics at
+    each epoch end, and builds AdamW with warm-up and linear decay from the hparams ``lr``
+    (encoder), ``head_lr``, ``weight_decay`` and ``warmup_ratio``."""
+
+    def on_validation_epoch_end(self):
+        log_validation_metrics(self, self._val)
+
+    def on_test_epoch_start(self):
+        self.test_outputs: dict[int, OutputCollector] = {}
+
+    def test_step(self, batch, batch_idx, dataloader_idx: int = 0):
+        self._collect(self.test_outputs.setdefault(dataloader_idx, OutputCollector()), batch)
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        return adamw_with_warmup(self, self.encoder, hp.lr, hp.head_lr, hp.weight_decay, hp.warmup_ratio,
+                                 total_training_steps(self.trainer))

@@ -27,9 +27,9 @@ those centroids, which is why cluster features are computed without gradient.
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
-import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -38,8 +38,13 @@ from torch import nn
 from router_lab.errors import UserError
 from router_lab.evaluation import OutputCollector
 from router_lab.losses import TIE_MODES, bce_pointwise_loss, bpr_loss
-from router_lab.models.common import adamw_with_warmup, build_query_encoder, embed_batch, log_validation_metrics, mlp, \
-    total_training_steps
+from router_lab.models.common import (
+    RouterModule,
+    build_query_encoder,
+    embed_batch,
+    log_validation_metrics,
+    mlp,
+)
 from router_lab.pairs import preference_pairs
 
 log = logging.getLogger(__name__)
@@ -61,7 +66,7 @@ def cluster_features(emb: torch.Tensor, centroids: torch.Tensor, valid: torch.Te
     return torch.softmax(-d2 / scale, dim=-1).to(emb.dtype)
 
 
-class RankRouter(L.LightningModule):
+class RankRouter(RouterModule):
     def __init__(
         self,
         data_info: Mapping[str, Any],
@@ -266,14 +271,3 @@ class RankRouter(L.LightningModule):
         self._val_loss = []
         # Checkpoints are chosen on the validation pairwise AUC.
         log_validation_metrics(self, self._val, extra, score_metric="auc")
-
-    def on_test_epoch_start(self):
-        self.test_outputs = {}
-
-    def test_step(self, batch, batch_idx, dataloader_idx: int = 0):
-        self._collect(self.test_outputs.setdefault(dataloader_idx, OutputCollector()), batch)
-
-    def configure_optimizers(self):
-        hp = self.hparams
-        return adamw_with_warmup(self, self.encoder, hp.lr, hp.head_lr, hp.weight_decay, hp.warmup_ratio,
-                                 total_training_steps(self.trainer))

@@ -23,18 +23,28 @@ monotone in the similarity, so at ``cost_lambda = inf`` routing equals the plain
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from router_lab.errors import UserError
 from router_lab.evaluation import OutputCollector
-from router_lab.losses import cluster_contrastive_loss, sample_llm_contrastive_loss, task_contrastive_loss
-from router_lab.models.common import adamw_with_warmup, build_query_encoder, embed_batch, log_validation_metrics, mlp, \
-    total_training_steps
+from router_lab.losses import (
+    cluster_contrastive_loss,
+    sample_llm_contrastive_loss,
+    task_contrastive_loss,
+)
+from router_lab.models.common import (
+    RouterModule,
+    adamw_with_warmup,
+    build_query_encoder,
+    embed_batch,
+    mlp,
+    total_training_steps,
+)
 
 SIMILARITIES = ("cos", "dot")
 LR_SCHEDULES = ("constant", "linear")
@@ -47,7 +57,7 @@ def llm_similarity(queries: torch.Tensor, llm_embeddings: torch.Tensor, kind: st
     return queries @ llm_embeddings.T
 
 
-class RouterDC(L.LightningModule):
+class RouterDC(RouterModule):
     def __init__(
         self,
         data_info: Mapping[str, Any],
@@ -176,15 +186,6 @@ class RouterDC(L.LightningModule):
 
     def validation_step(self, batch, batch_idx):
         self._collect(self._val, batch)
-
-    def on_validation_epoch_end(self):
-        log_validation_metrics(self, self._val)
-
-    def on_test_epoch_start(self):
-        self.test_outputs = {}
-
-    def test_step(self, batch, batch_idx, dataloader_idx: int = 0):
-        self._collect(self.test_outputs.setdefault(dataloader_idx, OutputCollector()), batch)
 
     def configure_optimizers(self):
         hp = self.hparams
