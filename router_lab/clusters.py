@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from router_lab import CONF_DIR
 from router_lab.data.loaders import save_records_jsonl
-from router_lab.data.records import DataError, RoutingRecord
+from router_lab.data.records import RoutingRecord
 from router_lab.data.sources import load_records
 from router_lab.encoders import embed_texts
 from router_lab.errors import UserError, run_main

@@ -22,7 +22,7 @@ def preference_pairs(scores: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tens
     mask = torch.as_tensor(mask, dtype=torch.bool, device=scores.device)
     if scores.shape != mask.shape or scores.ndim != 2:
         raise ValueError(f"scores {tuple(scores.shape)} and mask {tuple(mask.shape)}; expected the same (B, L)")
-    n_rows, n_llms = scores.shape
+    n_llms = scores.shape[1]
     i, j = torch.triu_indices(n_llms, n_llms, offset=1, device=scores.device)
     both = mask[:, i] & mask[:, j]  # (B, pairs)
     row, k = both.nonzero(as_tuple=True)

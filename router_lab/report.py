@@ -483,7 +483,7 @@ def plot_cost_quality_curves(sec: Section, path: Path) -> None:
             cvs = [cv for r in rs for cv in run_curves(r) if cv["name"] == ts]
             if not cvs:
                 continue
-            cv, (a, _, n) = cvs[0], aiq_stats(sec, s, ts)
+            cv, (a, _, _) = cvs[0], aiq_stats(sec, s, ts)
             order = np.argsort(cv["cost"])
             ax.plot(np.asarray(cv["cost"])[order], 100 * np.asarray(cv["quality"])[order], "-", color=f"C{i}",
                     alpha=0.8, label=f"{sec.labels[s]} (AIQ {100 * a:.1f})")

@@ -6,8 +6,6 @@ split2-format fixture (inputs untouched, outputs carry cluster_id), and the note
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -70,15 +68,15 @@ def test_output_never_overwrites_the_input(tmp_path):
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "routerdc").exists(), reason="needs ../shared/data/routerdc")
-def test_notebook_runs_top_to_bottom_headless():
+def test_notebook_runs_top_to_bottom_headless(tmp_path, monkeypatch):
     import nbformat
     from nbclient import NotebookClient
 
     nb = nbformat.read(REPO / "notebooks" / "cluster_ids.ipynb", as_version=4)
-    os.environ["CLUSTER_NB_SAMPLE"] = "10"
-    try:
-        NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(REPO)}}).execute()
-    finally:
-        os.environ.pop("CLUSTER_NB_SAMPLE", None)
+    monkeypatch.setenv("CLUSTER_NB_SAMPLE", "10")
+    monkeypatch.setenv("ROUTER_LAB_NOTEBOOK_OUT", str(tmp_path))  # not the repo's outputs/
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(REPO)}}).execute()
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert "mmlu_train.json" in text and "clusters.png" in text
+    assert list(tmp_path.glob("cluster_ids_*/clusters.png")), "the plot goes under ROUTER_LAB_NOTEBOOK_OUT"

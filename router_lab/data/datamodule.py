@@ -17,8 +17,8 @@ longest item of the batch (dynamic padding; ``pad_to_max_length`` pads to max le
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Mapping
 
 import lightning as L
 import numpy as np

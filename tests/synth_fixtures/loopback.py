@@ -150,7 +150,6 @@ class LoopbackLLM:
     # ------------------------------------------------------------ replies
     def _pick_fault(self, key: str) -> str | None:
         with self._lock:
-            attempt = self.seen[key]
             self.seen[key] += 1
             if self.script:
                 return self.script.popleft()
