@@ -74,6 +74,8 @@ class Run:
     metrics: dict[str, float]
     cost_quality: Any = None
     data_fingerprint: str = ""  # what the data is (sources, sizes, seed, pool), whatever set it
+    test_fingerprint: str = ""  # what it is tested on (see eval_data_fingerprint)
+    training_data: dict = field(default_factory=dict)  # the data config's TRAINING_DATA_KEYS
 
     @property
     def setting(self) -> tuple[str, str, str]:
@@ -140,23 +142,46 @@ def load_run(path: Path) -> Run:
         except (OSError, json.JSONDecodeError):
             log.warning("%s: cost_quality.json is not valid JSON; no curves for this run", path)
     return Run(path=path, router=str(router), encoder=encoder, data=data, data_fingerprint=data_fingerprint(cfg),
+               test_fingerprint=eval_data_fingerprint(cfg),
+               training_data={k: v for k, v in _data_cfg(cfg).items() if k in TRAINING_DATA_KEYS},
                seed=int(seed) if isinstance(seed, (int, float)) else None,
                variant=",".join(sorted(other_ov)), data_variant=",".join(sorted(data_ov)), metrics=metrics,
                cost_quality=cq)
+
+
+TRAINING_DATA_KEYS = ("train", "val", "split", "n_train", "n_val")  # what a run learns from, not what it is tested on
+_NOT_DATA_KEYS = ("batch_size", "eval_batch_size", "num_workers", "cache_dir", "encoder", "llm_pool",
+                  "pad_to_max_length")
+
+
+def _data_cfg(cfg: Mapping) -> dict:
+    return {k: v for k, v in (cfg.get("data") or {}).items() if k not in _NOT_DATA_KEYS}
+
+
+def _hash(obj: Any) -> str:
+    import hashlib
+
+    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
 def data_fingerprint(cfg: Mapping) -> str:
     """A short hash of what the data is: the data config without batch sizes, workers, cache
     and encoder, plus data_seed and the LLM pool. Runs with equal fingerprints are comparable
     however the data was chosen (data=..., an experiment, overrides)."""
-    import hashlib
+    return _hash({"data": _data_cfg(cfg), "data_seed": cfg.get("data_seed"), "llm_pool": cfg.get("llm_pool")})
 
-    data = {k: v for k, v in (cfg.get("data") or {}).items()
-            if k not in ("batch_size", "eval_batch_size", "num_workers", "cache_dir", "encoder", "llm_pool",
-                         "pad_to_max_length")}
-    blob = json.dumps({"data": data, "data_seed": cfg.get("data_seed"), "llm_pool": cfg.get("llm_pool")},
-                      sort_keys=True, default=str)
-    return hashlib.sha1(blob.encode()).hexdigest()[:8]
+
+def eval_data_fingerprint(cfg: Mapping) -> str:
+    """What the runs are *tested* on. With named test files (split2, CLINC150, any file-based
+    data) that is the test files, their groups and the LLM pool, whatever each run trained or
+    validated on, so routers trained differently on the same benchmark share one table (the
+    report notes the training differences). Where test sets are carved out of the training
+    data or generated (the synthetic benchmark), it is the whole data config."""
+    data = _data_cfg(cfg)
+    if data.get("test") and not data.get("test_split_by_task"):
+        return _hash({"test": data.get("test"), "test_groups": data.get("test_groups"),
+                      "data_seed": cfg.get("data_seed"), "llm_pool": cfg.get("llm_pool")})
+    return data_fingerprint(cfg)
 
 
 def load_runs(roots: Sequence[str | Path]) -> tuple[list[Run], list[tuple[Path, str]]]:
@@ -195,6 +220,7 @@ class Section:
     labels: dict[tuple[str, str, str], str] = field(default_factory=dict)
     test_sets: list[str] = field(default_factory=list)
     left_out: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # e.g. settings that trained on different data
     has_cost: bool = False
     slug: str = "data"  # file-name part for the section's plots
 
@@ -210,7 +236,7 @@ class Section:
 def build_sections(runs: Sequence[Run]) -> list[Section]:
     by_data: dict[tuple[str, str], list[Run]] = defaultdict(list)
     for r in runs:
-        by_data[(r.data, r.data_fingerprint)].append(r)
+        by_data[(r.data, r.test_fingerprint or r.data_fingerprint)].append(r)
     fps_per_choice: dict[str, int] = defaultdict(int)
     for data, _ in by_data:
         fps_per_choice[data] += 1
@@ -236,6 +262,7 @@ def build_sections(runs: Sequence[Run]) -> list[Section]:
             router, enc, variant = s
             own = ",".join(o for o in variant.split(",") if o and o not in common_ov)
             sec.labels[s] = router + (f"/{enc}" if len(encoders) > 1 else "") + (f" ({own})" if own else "")
+        sec.notes += training_differences(sec)
         common = set.intersection(*(r.test_sets(metric) for r in rs))
         sec.test_sets = _set_order(common)
         for ts in _set_order(set.union(*(r.test_sets(metric) for r in rs)) - common):
@@ -250,6 +277,34 @@ def build_sections(runs: Sequence[Run]) -> list[Section]:
         sec.has_cost = any(f"{s}/router/cost" in r.metrics for r in rs for s in sec.test_sets)
         sections.append(sec)
     return sections
+
+
+def _brief(v: Any, width: int = 60) -> str:
+    if isinstance(v, list) and v and all(isinstance(x, Mapping) for x in v):
+        text = f"{len(v)} sources"
+        n = {x.get("n_items") for x in v}
+        return text + (f" × {n.pop()} items" if len(n) == 1 and None not in n else "")
+    if v is None:
+        return "null (held-out split)"
+    text = json.dumps(v, sort_keys=True, default=str) if isinstance(v, (Mapping, list)) else str(v)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def training_differences(sec: Section) -> list[str]:
+    """One line per training-data key (train files, validation, split) on which the section's
+    settings differ: they are tested on the same sets but did not learn from the same data."""
+    keys = sorted({k for r in sec.runs for k in r.training_data})
+    notes = []
+    for k in keys:
+        per_setting: dict[str, set[str]] = {}
+        for s, rs in sec.settings.items():
+            per_setting[sec.labels[s]] = {json.dumps(r.training_data.get(k), sort_keys=True, default=str) for r in rs}
+        if len(set().union(*per_setting.values())) <= 1:
+            continue
+        parts = [f"{label}: {' / '.join(_brief(json.loads(v)) for v in sorted(vals))}"
+                 for label, vals in per_setting.items()]
+        notes.append(f"settings differ in data.{k} (same test sets): " + "; ".join(parts))
+    return notes
 
 
 def _short(p: Path) -> str:
@@ -323,6 +378,8 @@ def tables_markdown(sections: Sequence[Section]) -> list[str]:
             seeds = ",".join(str(r.seed) for r in sorted(rs, key=lambda r: (r.seed is None, r.seed or 0)))
             lines.append(f"| {sec.labels[s]} | {s[0]} | {s[1]} | {s[2] or '—'} | {seeds} ({len(rs)}) |")
         lines.append("")
+        if sec.notes:
+            lines += [f"Note: {n}" for n in sec.notes] + [""]
         if not sec.test_sets:
             lines += ["Nothing comparable (see Left out).", ""]
             continue
@@ -619,6 +676,15 @@ def make_report(roots: Sequence[str | Path], out: str | Path | None = None, read
             "skipped": [[str(p), why] for p, why in skipped]}, indent=2))
         if out.exists():
             out.mkdir(exist_ok=True)
+            # A report made here before: its plots that this one does not make would look current.
+            try:
+                old_plots = {p for sec in json.loads((out / "report.json").read_text())["sections"]
+                             for p in sec.get("plots", [])}
+            except (OSError, ValueError, KeyError, TypeError):
+                old_plots = set()
+            for name in old_plots - {f.name for f in stage.iterdir()}:
+                if Path(name).name == name:  # a bare file name, never a path out of the dir
+                    (out / name).unlink(missing_ok=True)
             for f in stage.iterdir():
                 os.replace(f, out / f.name)
             stage.rmdir()

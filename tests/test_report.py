@@ -160,3 +160,51 @@ def test_unknown_option_and_missing_dir(tmp_path):
         "error: report: unknown option 'outt'; expected DIR..., out=DIR or readme=FILE"]
     res = report([str(tmp_path / "nope")])
     assert res.returncode == 2 and "does not exist" in res.stderr
+
+
+def test_same_test_files_share_a_section_and_training_differences_are_noted(runs, tmp_path):
+    """Routers trained with different validation (RouterDC selects on the training sets,
+    RankRouter on a held-out split) but tested on the same files go in one table, with a note;
+    different test files make their own section."""
+    from router_lab.report import build_sections, load_runs, markdown_report
+
+    def variant(name: str, model: str, val, test_path: str) -> None:
+        dst = tmp_path / name
+        shutil.copytree(runs / "sweep" / "0", dst)
+        cfg = yaml.safe_load((dst / ".hydra" / "config.yaml").read_text())
+        cfg["data"].update(val=val, test_split_by_task=False,
+                           test={"math": {"loader": "routerdc", "path": test_path}})
+        (dst / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
+        hy = yaml.safe_load((dst / ".hydra" / "hydra.yaml").read_text())
+        hy["hydra"]["runtime"]["choices"]["model"] = model
+        (dst / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump(hy))
+
+    variant("dc", "routerdc", "train", "tests/math.json")
+    variant("rank", "rankrouter", None, "tests/math.json")
+    variant("other_tests", "classifier", "train", "tests/other_math.json")
+    found, skipped = load_runs([tmp_path])
+    assert not skipped and len(found) == 3
+    sections = build_sections(found)
+    assert sorted(sorted(s.labels.values()) for s in sections) == [["classifier"], ["rankrouter", "routerdc"]]
+    shared = next(s for s in sections if len(s.settings) == 2)
+    assert len(shared.notes) == 1
+    head, parts = shared.notes[0].split(": ", 1)
+    assert head == "settings differ in data.val (same test sets)"
+    assert sorted(parts.split("; ")) == ["rankrouter: null (held-out split)", "routerdc: train"]
+    assert "Note: settings differ in data.val" in markdown_report(sections, [], [str(tmp_path)], {})
+
+
+def test_report_over_an_older_one_leaves_no_stale_plots(runs, tmp_path):
+    from router_lab.report import make_report
+
+    other_data = tmp_path / "runs" / "data_seed9"  # the same run as if on other data: a second section
+    shutil.copytree(runs / "sweep" / "0", other_data)
+    cfg = yaml.safe_load((other_data / ".hydra" / "config.yaml").read_text())
+    cfg["data_seed"] = 9
+    (other_data / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "report"
+    make_report([runs / "sweep", other_data], out=out)
+    first = {p.name for p in out.glob("*.png")}
+    make_report([runs / "sweep"], out=out)
+    plots = {p for s in json.loads((out / "report.json").read_text())["sections"] for p in s["plots"]}
+    assert plots < first and {p.name for p in out.glob("*.png")} == plots
