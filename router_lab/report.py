@@ -6,8 +6,9 @@
 Finds every run dir under the given DIRs (a dir holding ``metrics.json``), reads what it was
 from ``.hydra/config.yaml`` / ``.hydra/hydra.yaml`` / ``.hydra/overrides.yaml`` (router family,
 encoder, data, seed, other overrides) and groups runs into settings, one per (router,
-encoder, data, other overrides); seeds are averaged (mean ± sample std). Runs on the same
-data form a section: one table per section with a column per router setting and the
+encoder, data, other overrides); seeds are averaged (mean ± sample std). Runs tested on the
+same data form a section (same named test files and LLM pool, whatever they trained on;
+training/validation differences are noted under the table): one table per section with a column per router setting and the
 baselines (random, best_single, best_per_task, oracle) beside them. Only test sets every run
 of a section has are compared; the rest are listed as left out, as are runs that can't be
 read (partial ``metrics.json``, no ``.hydra``).
