@@ -214,6 +214,32 @@ def test_scoring_stage_gives_scores_and_costs_for_every_pool_llm(tmp_path):
     assert s["scoring_cost_usd"] > 0
 
 
+def test_scoring_is_shared_between_items_with_the_same_query():
+    """Scoring costs 2 x pool-size requests per query: a query another item already scores
+    (same text, same domain) reuses it, and the scores do not depend on which item asks first."""
+    import asyncio
+
+    from router_lab.synth.backends import LLMClient, RequestCache
+    from router_lab.synth.scoring import score_query
+
+    cfg = synth_cfg("agent_tools", scoring={"enabled": True}, offline={"invalid_rate": 0.0})
+    n_llms = len(cfg["scoring"]["llms"])
+    queries = [("Where is the retry logic?", "Fintech"), ("Where is the retry logic?\n", "Fintech"),
+               ("Where is the retry logic?", "Gaming"), ("where is the retry logic?", "Fintech")]
+
+    async def score_all(order):
+        client = LLMClient(build_backend(cfg), RequestCache(None), RetryPolicy(2, 0.0, 0.0, 0.0), concurrency=4)
+        out = await asyncio.gather(*(score_query(client, cfg["scoring"], cfg["stages"], *queries[i]) for i in order))
+        return dict(zip(order, out)), client.stats
+
+    first, stats = asyncio.run(score_all([0, 1, 2, 3]))
+    assert stats.requests["answer"] == stats.requests["grade"] == 3 * n_llms  # 3 distinct (text, domain)
+    assert stats.shared["scoring"] == 1
+    assert first[0] == first[1] and first[0][0] != first[2][0]  # the domain is part of what is scored
+    again, _ = asyncio.run(score_all([3, 2, 1, 0]))  # the other item first: the same scores
+    assert again == first
+
+
 def test_cli_writes_run_dir_and_no_secret(tmp_path):
     run_dir = tmp_path / "run"
     secret = "gsk_THIS_IS_A_FAKE_SECRET_42"

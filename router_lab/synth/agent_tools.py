@@ -203,7 +203,7 @@ class AgentToolsRecipe:
         if (self.cfg.get("scoring") or {}).get("enabled"):
             try:
                 rec.scores, rec.costs = await score_query(self.client, self.cfg["scoring"], self.stages,
-                                                          ex.query, ctx["domain"], rng, sample=f"item{idx}")
+                                                          ex.query, ctx["domain"])
             except (InvalidReply, RequestFailed) as e:
                 result["rejections"].append({"stage": "scoring", "layer": "scoring", "reason": _reason(e)})
                 return result

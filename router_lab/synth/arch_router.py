@@ -159,8 +159,7 @@ class ArchRouterRecipe:
             if self.cfg.get("scoring", {}).get("enabled"):
                 try:
                     scores, costs = await score_query(self.client, self.cfg["scoring"], self.stages,
-                                                      render_conversation(bturns), pol["domain"], rng,
-                                                      sample=f"item{idx}/{branch}")
+                                                      render_conversation(bturns), pol["domain"])
                 except (InvalidReply, RequestFailed) as e:
                     # An unscored record would leave a hole in the score matrix: drop the branch.
                     events["scoring_failed"] += 1

@@ -183,12 +183,13 @@ class Stats:
     invalid: Counter = field(default_factory=Counter)
     failed: Counter = field(default_factory=Counter)
     retried: Counter = field(default_factory=Counter)  # per reason: 429, 5xx, timeout, ...
+    shared: Counter = field(default_factory=Counter)  # per stage: work reused from another item (no request)
     tokens: dict = field(default_factory=lambda: defaultdict(lambda: [0, 0]))  # "stage/model" -> [in, out]
 
     def to_dict(self) -> dict:
         return {
             "requests": dict(self.requests), "cached": dict(self.cached), "invalid": dict(self.invalid),
-            "failed": dict(self.failed), "retried": dict(self.retried),
+            "failed": dict(self.failed), "retried": dict(self.retried), "shared": dict(self.shared),
             "tokens": {k: {"prompt": v[0], "completion": v[1]} for k, v in sorted(self.tokens.items())},
         }
 
@@ -208,6 +209,7 @@ class LLMClient:
         self.stats = Stats()
         self._rng = random.Random(seed)
         self.on_event = on_event or (lambda kind: None)
+        self.shared: dict[str, dict] = {}  # per-run work shared between items (e.g. scoring by query content)
 
     async def ask(self, req: Request) -> Reply:
         key = req.key()

@@ -250,6 +250,7 @@ def format_summary(s: dict, run_dir: Path) -> str:
              ("branches", ", ".join(f"{k}={v}" for k, v in s["branches"].items())),
              ("requests (API)", str(sum(s["stages"]["requests"].values()))),
              ("requests (cached)", str(sum(s["stages"]["cached"].values()))),
+             ("scoring reused (same query)", str(s["stages"].get("shared", {}).get("scoring", 0))),
              ("retried", ", ".join(f"{k}={v}" for k, v in s["stages"]["retried"].items()) or "0"),
              ("invalid replies", str(sum(s["stages"]["invalid"].values()))),
              ("tokens in / out", f"{s['tokens_total']['prompt']} / {s['tokens_total']['completion']}"),
