@@ -93,3 +93,30 @@ def test_a_rejected_item_is_logged_and_the_run_goes_on(tmp_path, monkeypatch):
         cfg = synth_cfg("arch_router", n_items=3, validation_retries=0, **loopback_updates("openai", srv))
         with pytest.raises(RuntimeError, match="no route policy"):
             run_synth(cfg, tmp_path)
+
+
+def test_scoring_through_a_real_sdk_is_shared_across_domains_unless_a_prompt_uses_the_domain(tmp_path, monkeypatch):
+    """With a real API the LLMs only see the prompt: the same query from two domains is scored
+    once, unless a scoring prompt mentions {domain}."""
+    import asyncio
+
+    from router_lab.synth.scoring import score_query
+
+    monkeypatch.setenv("SYNTH_TEST_API_KEY", SECRET)
+    with LoopbackLLM(responder=pipeline_responder) as srv:
+        cfg = synth_cfg("agent_tools", scoring={"enabled": True}, **loopback_updates("openai", srv))
+        n_llms = len(cfg["scoring"]["llms"])
+
+        async def run(stages):
+            client = LLMClient(build_backend(cfg), RequestCache(None), RetryPolicy(2, 0.0, 0.0, 0.0), concurrency=4)
+            out = await asyncio.gather(*(score_query(client, cfg["scoring"], stages, "Where is the retry logic?", d)
+                                         for d in ("Fintech", "Gaming")))
+            await client.aclose()
+            return out, client.stats
+
+        (a, b), stats = asyncio.run(run(cfg["stages"]))
+        assert a == b and stats.requests["answer"] == n_llms and stats.shared["scoring"] == 1
+        with_domain = {**cfg["stages"], "grade": {**cfg["stages"]["grade"],
+                                                  "prompt": "Domain: {domain}\n" + cfg["stages"]["grade"]["prompt"]}}
+        _, stats = asyncio.run(run(with_domain))
+        assert stats.requests["answer"] == 2 * n_llms and not stats.shared["scoring"]

@@ -49,6 +49,8 @@ def _usage(req: Request, obj: Any) -> Usage:
 
 class OfflineBackend:
     name = "offline"
+    #: Replies depend on the request's context (domain, skill...), not only on the messages sent.
+    reads_context = True
 
     def __init__(self, cfg: Mapping[str, Any] | None = None):
         cfg = dict(cfg or {})

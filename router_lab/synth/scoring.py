@@ -7,8 +7,10 @@ With these the output trains RouterDC and RankRouter as well as a classifier.
 
 Scoring is the expensive stage (pool size x 2 requests per query), so it is keyed by the
 query's content, not by the item that produced it: a query that another item of the run
-already scored or is scoring (the same text, leading/trailing whitespace aside, and the same
-domain) shares that scoring, with no new request. Exact duplicates, which dedup drops at the
+already scored or is scoring (the same text, leading/trailing whitespace aside) shares that
+scoring, with no new request. The domain is part of the key only where it can change the
+scores: when a scoring prompt uses ``{domain}``, or the backend reads the context (the
+offline simulator's per-domain skills). Exact duplicates, which dedup drops at the
 end of the run, therefore cost nothing. The requests of a shared query are the same whichever
 item asks first (the text sent, the model draw and the cache key all come from the content),
 so runs stay deterministic and a resumed run replays them from the request cache. Case or
@@ -34,12 +36,19 @@ def content_key(query: str, domain: str) -> str:
     return hashlib.sha1(f"{query.strip()}\x00{domain}".encode()).hexdigest()[:20]
 
 
+def _domain_matters(client: LLMClient, stages: Mapping[str, Any]) -> bool:
+    if getattr(client.backend, "reads_context", False):
+        return True
+    return any("{domain}" in str((stages.get(name) or {}).get(part) or "")
+               for name in ("answer", "grade") for part in ("system", "prompt"))
+
+
 async def score_query(client: LLMClient, scoring: Mapping[str, Any], stages: Mapping[str, Any],
                       query: str, domain: str) -> tuple[dict, dict]:
     """-> (scores, costs) keyed by pool LLM name. Raises like ``client.ask`` when a reply never
     comes (every item sharing the query sees the same error)."""
     query = query.strip()
-    key = content_key(query, domain)
+    key = content_key(query, domain if _domain_matters(client, stages) else "")
     shared = client.shared.setdefault("scoring", {})
     task = shared.get(key)
     if task is None:
