@@ -2,6 +2,7 @@
 
     python benchmarks/proxy_overhead.py                          # uses benchmarks/route_latency.py's export
     python benchmarks/proxy_overhead.py router=DIR n=200 threads=2 quantize=int8
+    python benchmarks/proxy_overhead.py runtime=onnx quantize=int8     # the encoder in ONNX Runtime
 
 A loopback upstream (``serve.loopback_upstream``, answers at once) and the proxy (the real
 ``python -m router_lab.serve`` entry point) run as separate processes on 127.0.0.1; a sync
@@ -99,6 +100,7 @@ def main() -> None:
         sys.exit(f"{export} not found: run benchmarks/route_latency.py first or pass router=DIR")
     threads = int(args.get("threads", 2))
     quantize = args.get("quantize", "")
+    runtime = args.get("runtime", "torch")
     up_port, proxy_port = free_port(), free_port()
     up, proxy = f"http://127.0.0.1:{up_port}", f"http://127.0.0.1:{proxy_port}"
     router = Router.load(export)
@@ -110,7 +112,7 @@ def main() -> None:
     upstream_cmd = ["-c", "import sys, uvicorn; from router_lab.serve import loopback_upstream; "
                     f"uvicorn.run(loopback_upstream('up'), host='127.0.0.1', port={up_port}, log_level='warning')"]
     proxy_cmd = ["-m", "router_lab.serve", f"router={export}", f"route_map={route_map}", f"port={proxy_port}",
-                 f"threads={threads}", f"quantize={quantize}"]
+                 f"threads={threads}", f"quantize={quantize}", f"runtime={runtime}"]
     rounds: dict[str, list[float]] = {"direct": [], "proxy_forced": [], "proxy_auto": []}
     with process(upstream_cmd, up + "/docs"), process(proxy_cmd, proxy + "/health"), \
             httpx.Client(timeout=30) as c:
@@ -120,7 +122,8 @@ def main() -> None:
             rounds["proxy_auto"] += timed(c, proxy + "/v1/chat/completions", "auto", n)
     ms = {k: {"p50": 1e3 * float(np.percentile(v, 50)), "p95": 1e3 * float(np.percentile(v, 95))}
           for k, v in rounds.items()}
-    res = {"machine": machine(), "n": 2 * n, "proxy_threads": threads, "quantize": quantize or None, "router": router.target,
+    res = {"machine": machine(), "n": 2 * n, "proxy_threads": threads, "quantize": quantize or None, "runtime": runtime,
+           "router": router.target,
            "encoder": router.spec.name, "ms": ms, "loadavg_1min": os.getloadavg()[0]}
     out = REPO / "outputs" / "bench" / "proxy_overhead.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -2,15 +2,17 @@
 encoder forward pass on the same inputs.
 
     python benchmarks/route_latency.py                 # trains a small frozen-MiniLM classifier first
-    python benchmarks/route_latency.py router=DIR threads=2 n=200 quantize=none,int8
+    python benchmarks/route_latency.py router=DIR threads=2 n=200 variants=float32,int8,onnx,onnx_int8
 
-Measures, after warm-up, for the float router and its int8-quantised copy
-(``Router.load(..., quantize="int8")``): single-query ``Router.route`` latency p50/p95 over
+Measures, after warm-up, for each variant of the same router -- ``float32`` and ``int8``
+(torch; ``Router.load(..., quantize="int8")``), ``onnx`` and ``onnx_int8`` (the encoder in
+ONNX Runtime: ``runtime="onnx"``) -- single-query ``Router.route`` latency p50/p95 over
 ``n`` short queries (the synthetic benchmark's test queries), ``route_batch`` throughput in
-batches of 64, and the same for a bare ``QueryEncoder`` forward of that encoder (tokenise +
-backbone + pooling under ``torch.inference_mode``, batches split by length as route_batch
-does): the router's overhead is the ratio minus 1. Also the routing quality of each
-(acc_predict on the test queries) and how often int8 picks the float router's LLM. Prints a
+batches of 64, and the same for a bare forward of that variant's encoder (tokenise +
+backbone + pooling: the torch ``QueryEncoder`` under ``torch.inference_mode``, or the ONNX
+Runtime session; batches split by length as route_batch does): the router's overhead is the
+ratio minus 1. Also the routing quality of each (acc_predict on the test queries) and how
+often each picks the float32 router's LLM. Prints a
 markdown table for benchmarks/RESULTS.md; raw numbers go to outputs/bench/route_latency.json.
 """
 from __future__ import annotations
@@ -72,7 +74,7 @@ def throughput(fn, items, batch=64, rounds=5):
 
 def measure(router: Router, single: list[str], queries: list[str]) -> dict:
     # fine-tune-mode routers carry their own encoder; frozen ones embed with the exported backbone
-    enc = router.query_encoder or router.model.encoder
+    enc = router._onnx or router.query_encoder or router.model.encoder
     tok = router.tokenizer
 
     @torch.inference_mode()
@@ -104,7 +106,14 @@ def main() -> None:
     args = dict(a.split("=", 1) for a in sys.argv[1:])
     threads = int(args.get("threads", 2))
     n = int(args.get("n", 200))
-    modes = [None if m in ("none", "") else m for m in args.get("quantize", "none,int8").split(",")]
+    variants = {"float32": ("torch", None), "int8": ("torch", "int8"), "onnx": ("onnx", None),
+                "onnx_int8": ("onnx", "int8")}
+    if "quantize" in args:  # the older spelling: quantize=none,int8 (torch only)
+        args.setdefault("variants", ",".join("float32" if m in ("none", "") else m for m in args["quantize"].split(",")))
+    modes = args.get("variants", ",".join(variants)).split(",")
+    unknown = [m for m in modes if m not in variants]
+    if unknown:
+        sys.exit(f"variants: unknown {unknown}; expected some of {list(variants)}")
     torch.set_num_threads(threads)
     if "router" in args:
         export = Path(args["router"])
@@ -121,9 +130,9 @@ def main() -> None:
     single = queries[:n]
     res = {"machine": machine(), "threads": threads, "export": str(export), "n": n, "variants": {}}
     chosen = {}
-    for mode in modes:
-        router = Router.load(export, quantize=mode)
-        name = mode or "float32"
+    for name in modes:
+        runtime, quantize = variants[name]
+        router = Router.load(export, quantize=quantize, runtime=runtime)
         res.update(router=router.target, encoder=router.spec.name)
         res["tokens_mean"] = statistics.mean(len(router.tokenizer(q)["input_ids"]) for q in single)
         r = measure(router, single, queries)

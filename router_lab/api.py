@@ -199,7 +199,8 @@ class Router:
     """A trained router ready to route text (see the module docstring)."""
 
     def __init__(self, model, meta: Mapping[str, Any] | None = None, route_map: Mapping[str, Any] | None = None,
-                 device: str = "cpu", quantize: str | None = None, micro_batch: int = 16):
+                 device: str = "cpu", quantize: str | None = None, micro_batch: int = 16, runtime: str = "torch",
+                 source_dir: str | Path | None = None):
         meta = dict(meta or {})
         if micro_batch < 1:
             raise UserError(f"micro_batch={micro_batch}; expected a positive number of queries per forward pass")
@@ -229,8 +230,27 @@ class Router:
         self._check_policy()
         self._warned_truncation = False
         self.quantize = quantize
-        if quantize is not None:
+        from router_lab.onnx_runtime import RUNTIMES
+
+        if runtime not in RUNTIMES:
+            raise UserError(f"runtime={runtime!r}; expected one of {list(RUNTIMES)}")
+        self.runtime = runtime
+        self._onnx = None
+        if runtime == "onnx":
+            self._load_onnx(source_dir)
+        elif quantize is not None:
             self._quantize(quantize)
+
+    def _load_onnx(self, source_dir: str | Path | None) -> None:
+        """The encoder in ONNX Runtime (``router_lab.onnx_runtime``); the head stays in torch."""
+        from router_lab.onnx_runtime import load_onnx_encoder
+
+        if self.quantize is not None and self.quantize not in QUANTIZE:
+            raise UserError(f"quantize={self.quantize!r}; expected one of {list(QUANTIZE)} (or none)")
+        if self.device != "cpu":
+            raise UserError(f"runtime=onnx runs on CPU only; got device={self.device!r}")
+        enc = self.query_encoder if self.query_encoder is not None else self.model.encoder
+        self._onnx = load_onnx_encoder(enc, Path(source_dir) if source_dir else None, self.quantize)
 
     def _quantize(self, how: str) -> None:
         """int8 dynamic quantisation of the encoder's linear layers (weights int8, activations
@@ -252,11 +272,13 @@ class Router:
     # -------------------------------------------------------------- construction
     @classmethod
     def load(cls, path: str | Path, route_map: str | Path | Mapping | None = None, device: str = "cpu",
-             quantize: str | None = None, micro_batch: int = 16) -> "Router":
+             quantize: str | None = None, micro_batch: int = 16, runtime: str = "torch") -> "Router":
         """An export dir, a run dir, or a ``.ckpt`` inside a run dir. ``route_map``: a YAML
         path or mapping whose endpoints/policy override the exported ones. ``quantize="int8"``:
         int8 dynamic quantisation of the encoder (CPU). ``micro_batch``: queries per forward
-        pass inside ``route_batch`` (queries are grouped by length, so little is padded)."""
+        pass inside ``route_batch`` (queries are grouped by length, so little is padded).
+        ``runtime="onnx"``: the encoder runs in ONNX Runtime (CPU; with ``quantize="int8"``
+        ONNX Runtime's int8 quantisation), see ``router_lab.onnx_runtime``."""
         p = Path(path)
         if not p.exists():
             raise UserError(f"router={p}: no such file or directory; expected an export dir, a run dir or a .ckpt")
@@ -265,7 +287,9 @@ class Router:
         else:
             model, meta = _load_checkpoint(p)
         rm = load_route_map(route_map) if isinstance(route_map, (str, Path)) else route_map
-        return cls(model, meta, rm, device=device, quantize=quantize, micro_batch=micro_batch)
+        source = p if p.is_dir() and (p / ROUTER_YAML).exists() else None
+        return cls(model, meta, rm, device=device, quantize=quantize, micro_batch=micro_batch, runtime=runtime,
+                   source_dir=source)
 
     def _check_policy(self) -> None:
         pol = self.policy
@@ -320,7 +344,9 @@ class Router:
             chunk = [ids[i] for i in order[s:s + self.micro_batch]]
             batch = self.tokenizer.pad({"input_ids": chunk}, return_tensors="pt")
             batch = {k: batch[k].to(self.device) for k in ("input_ids", "attention_mask")}
-            if self.query_encoder is not None:
+            if self._onnx is not None:
+                batch = {"embedding": self._onnx(batch["input_ids"], batch["attention_mask"]).to(self.device)}
+            elif self.query_encoder is not None:
                 batch = {"embedding": self.query_encoder(batch["input_ids"], batch["attention_mask"])}
             parts.append(self.model.decide(batch))
         inverse = torch.empty(len(order), dtype=torch.long)
@@ -395,7 +421,7 @@ class Router:
         return {"class": self.target, "llms": self.llm_names, "costs": self.llm_costs,
                 "encoder": self.spec.name, "pooling": self.spec.pooling, "max_length": self.spec.max_length,
                 "policy": self.policy.to_config(), "frozen": self.query_encoder is not None,
-                "quantize": self.quantize}
+                "quantize": self.quantize, "runtime": self.runtime}
 
 
 def _content_text(content: Any) -> str:

@@ -3,6 +3,7 @@ without Hydra or the training config tree.
 
     python -m router_lab.export ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt out=outputs/export/my_router
     python -m router_lab.export ckpt_path=outputs/train/runs/<run> out=DIR route_map=conf/route_map/example.yaml
+    python -m router_lab.export ckpt_path=... out=DIR onnx=true      # + the encoder for ONNX Runtime
 
 Writes (atomically: a temporary sibling dir, then a rename):
 
@@ -12,6 +13,8 @@ Writes (atomically: a temporary sibling dir, then a rename):
     DIR/model.safetensors   the LightningModule's state dict
     DIR/encoder/            the backbone (save_pretrained, safetensors) and its tokenizer; for
                             frozen routers, the backbone they were trained with
+    DIR/onnx/               with onnx=true: encoder.onnx and encoder.int8.onnx, which
+                            Router.load(DIR, runtime="onnx"[, quantize="int8"]) uses as they are
 """
 from __future__ import annotations
 
@@ -38,6 +41,7 @@ class ExportOptions:
     out: str = ""
     route_map: str = ""
     overwrite: bool = False
+    onnx: bool = False       # also write the encoder for ONNX Runtime (float32 and int8) into DIR/onnx/
 
 
 def plain(obj: Any) -> Any:
@@ -65,7 +69,7 @@ def write_router_yaml(root: Path, meta: dict) -> None:
 
 
 def export_router(router: Router, out: str | Path, route_map: dict | None = None, overwrite: bool = False,
-                  source: str | None = None) -> Path:
+                  source: str | None = None, onnx: bool = False) -> Path:
     """Write ``router`` as an export dir at ``out`` (see the module docstring)."""
     from safetensors.torch import save_file
 
@@ -98,6 +102,10 @@ def export_router(router: Router, out: str | Path, route_map: dict | None = None
             "hparams": hp,
         }
         write_router_yaml(tmp, meta)
+        if onnx:
+            from router_lab.onnx_runtime import ONNX_DIR, export_encoder
+
+            export_encoder(router.query_encoder or model.encoder, tmp / ONNX_DIR, quantize="int8")
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
@@ -113,7 +121,7 @@ def export(opts: ExportOptions) -> Path:
         raise UserError("expected ckpt_path=PATH (a .ckpt or a run dir) and out=DIR")
     rm = load_route_map(opts.route_map) if opts.route_map else None
     router = Router.load(opts.ckpt_path, route_map=rm)
-    out = export_router(router, opts.out, rm, overwrite=opts.overwrite, source=str(opts.ckpt_path))
+    out = export_router(router, opts.out, rm, overwrite=opts.overwrite, source=str(opts.ckpt_path), onnx=opts.onnx)
     print(out)
     return out
 

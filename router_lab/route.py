@@ -119,6 +119,7 @@ class RouteOptions:
     route_map: str = ""
     threads: int = 0
     quantize: str = ""       # int8: int8 dynamic quantisation of the encoder (CPU, ~2x faster)
+    runtime: str = "torch"   # onnx: the encoder in ONNX Runtime (CPU; the fastest, see router_lab.onnx_runtime)
 
 
 # ------------------------------------------------------------------ modes
@@ -391,7 +392,8 @@ def route(opts: RouteOptions) -> Any:
         import torch
 
         torch.set_num_threads(opts.threads)
-    router = Router.load(opts.router, route_map=opts.route_map or None, quantize=opts.quantize or None)
+    router = Router.load(opts.router, route_map=opts.route_map or None, quantize=opts.quantize or None,
+                         runtime=opts.runtime)
     if opts.mode == "single":
         return run_single(router, opts)
     if opts.mode == "interactive":

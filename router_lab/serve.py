@@ -298,6 +298,7 @@ class ServeOptions:
     connect_timeout: float = 5.0
     threads: int = 0
     quantize: str = ""       # int8: int8 dynamic quantisation of the encoder (CPU, ~2x faster)
+    runtime: str = "torch"   # onnx: the encoder in ONNX Runtime (CPU; the fastest, see router_lab.onnx_runtime)
 
 
 def serve(opts: ServeOptions) -> None:
@@ -309,7 +310,8 @@ def serve(opts: ServeOptions) -> None:
         import torch
 
         torch.set_num_threads(opts.threads)
-    router = Router.load(opts.router, route_map=opts.route_map or None, quantize=opts.quantize or None)
+    router = Router.load(opts.router, route_map=opts.route_map or None, quantize=opts.quantize or None,
+                         runtime=opts.runtime)
     missing = [l for l in router.llm_names if not router.endpoint(l)]
     if len(missing) == len(router.llm_names):
         raise UserError("the route map has no endpoint for any of the router's LLMs "
