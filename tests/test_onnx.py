@@ -96,3 +96,22 @@ def test_a_corrupt_onnx_file_is_named(runs, tmp_path, capsys):
     with pytest.raises(UserError) as e:
         Router.load(out, runtime="onnx")
     assert "encoder.onnx: not a loadable ONNX encoder" in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("arch, pooling", [("distilbert", "cls"), ("deberta_v2", "cls"), ("qwen2", "last_token"),
+                                           ("qwen2", "mean")])
+def test_every_encoder_architecture_exports_with_its_pooling(tmp_path, arch, pooling):
+    from conftest import make_tiny_encoder
+    from router_lab.encoders import EncoderSpec, QueryEncoder, load_tokenizer
+    from router_lab.onnx_runtime import OnnxEncoder, export_encoder
+
+    d = make_tiny_encoder(arch, tmp_path / arch)
+    spec = EncoderSpec.from_config({"name": arch, "pretrained": str(d), "pooling": pooling, "max_length": 32})
+    enc, tok = QueryEncoder(spec).eval(), load_tokenizer(spec)
+    onnx = OnnxEncoder(export_encoder(enc, tmp_path / "onnx"))
+    # other batch size and lengths than the export's trace (2 x 8), with padding
+    b = tok(["hello there", "a much longer question about routing and many other things", "hi"],
+            return_tensors="pt", padding=True)
+    with torch.inference_mode():
+        ref = enc(b["input_ids"], b["attention_mask"])
+    assert torch.allclose(onnx(b["input_ids"], b["attention_mask"]), ref, atol=1e-5)
