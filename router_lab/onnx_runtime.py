@@ -110,6 +110,9 @@ class OnnxEncoder:
         opts.intra_op_num_threads = int(threads or torch.get_num_threads())
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
+        # ORT's threads otherwise spin for a while after each run, on the cores the torch head
+        # and the next tokenisation need: measured +3 ms per query on 2 cores.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.path = Path(path)
         try:
             self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
