@@ -73,8 +73,7 @@ def throughput(fn, items, batch=64, rounds=5):
 
 
 def measure(router: Router, single: list[str], queries: list[str]) -> dict:
-    # fine-tune-mode routers carry their own encoder; frozen ones embed with the exported backbone
-    enc = router._onnx or router.query_encoder or router.model.encoder
+    enc = router.embed  # the variant's encoder: torch (own or the frozen router's backbone) or ONNX Runtime
     tok = router.tokenizer
 
     @torch.inference_mode()

@@ -235,39 +235,38 @@ class Router:
         if runtime not in RUNTIMES:
             raise UserError(f"runtime={runtime!r}; expected one of {list(RUNTIMES)}")
         self.runtime = runtime
-        self._onnx = None
+        if quantize is not None and quantize not in QUANTIZE:
+            raise UserError(f"quantize={quantize!r}; expected one of {list(QUANTIZE)} (or none)")
+        if (quantize is not None or runtime == "onnx") and device != "cpu":
+            what = "runtime=onnx" if runtime == "onnx" else f"quantize={quantize}"
+            raise UserError(f"{what} runs on CPU only; got device={device!r}")
+        #: (input_ids, attention_mask) -> query embeddings: the torch encoder or its ONNX session
+        self.embed = self.encoder
         if runtime == "onnx":
-            self._load_onnx(source_dir)
+            from router_lab.onnx_runtime import load_onnx_encoder
+
+            # The encoder in ONNX Runtime (router_lab.onnx_runtime); the head stays in torch.
+            self.embed = load_onnx_encoder(self.encoder, Path(source_dir) if source_dir else None, quantize)
         elif quantize is not None:
-            self._quantize(quantize)
+            self._quantize()
 
-    def _load_onnx(self, source_dir: str | Path | None) -> None:
-        """The encoder in ONNX Runtime (``router_lab.onnx_runtime``); the head stays in torch."""
-        from router_lab.onnx_runtime import load_onnx_encoder
+    @property
+    def encoder(self) -> torch.nn.Module:
+        """The torch encoder (backbone + pooling): the router's own (fine-tuned), or for a
+        frozen router the backbone it was trained with."""
+        return self.query_encoder if self.query_encoder is not None else self.model.encoder
 
-        if self.quantize is not None and self.quantize not in QUANTIZE:
-            raise UserError(f"quantize={self.quantize!r}; expected one of {list(QUANTIZE)} (or none)")
-        if self.device != "cpu":
-            raise UserError(f"runtime=onnx runs on CPU only; got device={self.device!r}")
-        enc = self.query_encoder if self.query_encoder is not None else self.model.encoder
-        self._onnx = load_onnx_encoder(enc, Path(source_dir) if source_dir else None, self.quantize)
-
-    def _quantize(self, how: str) -> None:
+    def _quantize(self) -> None:
         """int8 dynamic quantisation of the encoder's linear layers (weights int8, activations
         quantised per batch at run time): about 2x faster on CPU, at a small cost in agreement
         with the float router (benchmarks/route_latency.py measures both)."""
-        if how not in QUANTIZE:
-            raise UserError(f"quantize={how!r}; expected one of {list(QUANTIZE)} (or none)")
-        if self.device != "cpu":
-            raise UserError(f"quantize={how} runs on CPU only; got device={self.device!r}")
         import warnings
 
         from torch.ao.quantization import quantize_dynamic
 
-        enc = self.query_encoder if self.query_encoder is not None else self.model.encoder
         with warnings.catch_warnings():  # torch points eager-mode quantisation users to torchao
             warnings.simplefilter("ignore")
-            quantize_dynamic(enc, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+            quantize_dynamic(self.encoder, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
 
     # -------------------------------------------------------------- construction
     @classmethod
@@ -343,12 +342,8 @@ class Router:
         for s in range(0, len(order), self.micro_batch):
             chunk = [ids[i] for i in order[s:s + self.micro_batch]]
             batch = self.tokenizer.pad({"input_ids": chunk}, return_tensors="pt")
-            batch = {k: batch[k].to(self.device) for k in ("input_ids", "attention_mask")}
-            if self._onnx is not None:
-                batch = {"embedding": self._onnx(batch["input_ids"], batch["attention_mask"]).to(self.device)}
-            elif self.query_encoder is not None:
-                batch = {"embedding": self.query_encoder(batch["input_ids"], batch["attention_mask"])}
-            parts.append(self.model.decide(batch))
+            ids_t, mask = batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device)
+            parts.append(self.model.decide({"embedding": self.embed(ids_t, mask).to(self.device)}))
         inverse = torch.empty(len(order), dtype=torch.long)
         inverse[torch.tensor(order, dtype=torch.long)] = torch.arange(len(order))
         inverse = inverse.to(self.device)

@@ -80,7 +80,7 @@ def export_router(router: Router, out: str | Path, route_map: dict | None = None
     tmp.mkdir(parents=True)
     try:
         model = router.model
-        backbone = (router.query_encoder or model.encoder).backbone
+        backbone = router.encoder.backbone
         backbone.save_pretrained(tmp / ENCODER_DIR, safe_serialization=True)
         router.tokenizer.save_pretrained(tmp / ENCODER_DIR)
         # Clones: safetensors refuses tensors that share storage (tied weights).
@@ -105,7 +105,7 @@ def export_router(router: Router, out: str | Path, route_map: dict | None = None
         if onnx:
             from router_lab.onnx_runtime import ONNX_DIR, export_encoder
 
-            export_encoder(router.query_encoder or model.encoder, tmp / ONNX_DIR, quantize="int8")
+            export_encoder(router.encoder, tmp / ONNX_DIR, quantize="int8")
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)

@@ -13,6 +13,7 @@ from router_lab.errors import UserError
 from router_lab.export import main as export_main
 from router_lab.route import main as route_main
 from test_api import FAMILIES, family_available, train_tiny_run
+from test_export import cli
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
@@ -25,17 +26,6 @@ QUERIES = ["What is 2+2?", "Write a python function that reverses a list", "Tran
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("onnx_runs")
     return {f: train_tiny_run(root, f) for f in FAMILIES if family_available(f)}
-
-
-def cli(capsys, fn, *args) -> tuple[int, str, str]:
-    capsys.readouterr()
-    try:
-        fn(list(args))
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def utilities(decisions) -> torch.Tensor:
@@ -62,7 +52,7 @@ def test_export_stores_the_onnx_files_and_int8_stays_close(runs, tmp_path, capsy
     assert (out / "onnx" / "encoder.onnx").is_file() and (out / "onnx" / "encoder.int8.onnx").is_file()
     float_router = Router.load(out, runtime="onnx")
     int8 = Router.load(out, runtime="onnx", quantize="int8")
-    assert int8._onnx.path == out / "onnx" / "encoder.int8.onnx"  # the stored file, not a rebuild
+    assert int8.embed.path == out / "onnx" / "encoder.int8.onnx"  # the stored file, not a rebuild
     ref = utilities(Router.load(out).route_batch(QUERIES))
     assert torch.allclose(utilities(float_router.route_batch(QUERIES)), ref, atol=1e-4)
     assert (utilities(int8.route_batch(QUERIES)) - ref).abs().max() < 0.05
