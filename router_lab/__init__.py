@@ -17,3 +17,7 @@ CONF_DIR = ROOT / "conf"
 
 if not OmegaConf.has_resolver("router_lab_root"):
     OmegaConf.register_new_resolver("router_lab_root", lambda: str(ROOT))
+if not OmegaConf.has_resolver("router_lab_pid"):  # run dir suffix (conf/hydra/default.yaml)
+    import os
+
+    OmegaConf.register_new_resolver("router_lab_pid", lambda: str(os.getpid()))

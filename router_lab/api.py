@@ -25,7 +25,6 @@ tokenizer); loading it needs neither Hydra nor the training config tree.
 """
 from __future__ import annotations
 
-import importlib
 import logging
 import math
 from dataclasses import asdict, dataclass, field
@@ -38,13 +37,10 @@ import yaml
 from router_lab.data.records import render_conversation
 from router_lab.encoders import EncoderSpec, QueryEncoder, load_tokenizer
 from router_lab.errors import UserError
+from router_lab.runs import ENCODER_DIR, EXPORT_FORMAT, EXPORT_MARKER, ROUTER_YAML, WEIGHTS, load_router_model  # noqa: F401
 
 log = logging.getLogger("router_lab.api")
 
-EXPORT_FORMAT = "router_lab.export/1"
-ROUTER_YAML = "router.yaml"
-WEIGHTS = "model.safetensors"
-ENCODER_DIR = "encoder"
 POLICY_KEYS = ("confidence_threshold", "fallback_llm", "cost_lambda", "categories")
 QUANTIZE = ("int8",)
 
@@ -101,18 +97,6 @@ class Policy:
         return {k: v for k, v in asdict(self).items() if v not in (None, {})}
 
 
-def import_class(path: str):
-    """``package.module.Class`` -> the class (no Hydra)."""
-    module, _, name = str(path).rpartition(".")
-    try:
-        cls = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError, ValueError) as e:
-        raise UserError(f"router class {path!r} cannot be imported ({e}); expected a router_lab model class") from None
-    if not callable(getattr(cls, "decide", None)):
-        raise UserError(f"router class {path!r} has no decide(batch); expected a router LightningModule")
-    return cls
-
-
 def load_route_map(path: str | Path | None) -> dict:
     """A route map YAML (``conf/route_map/example.yaml``): ``endpoints`` (LLM -> {model,
     base_url, api_key_env}) and an optional ``policy``."""
@@ -125,82 +109,37 @@ def load_route_map(path: str | Path | None) -> dict:
         cfg = yaml.safe_load(p.read_text()) or {}
     except yaml.YAMLError as e:
         raise UserError(f"route_map={p}: not valid YAML ({str(e).splitlines()[0]})") from None
-    if not isinstance(cfg, dict):
-        raise UserError(f"route_map={p}: expected a mapping with 'endpoints' and optional 'policy'")
+    return check_route_map(cfg, f"route_map={p}")
+
+
+def check_route_map(cfg: Any, where: str) -> dict:
+    """A route map mapping checked: known keys, every endpoint with a base_url."""
+    if not isinstance(cfg, Mapping):
+        raise UserError(f"{where}: expected a mapping with 'endpoints' and optional 'policy'")
     unknown = sorted(set(cfg) - {"endpoints", "policy"})
     if unknown:
-        raise UserError(f"route_map={p}: unknown key(s) {unknown}; expected 'endpoints' and 'policy'")
+        raise UserError(f"{where}: unknown key(s) {unknown}; expected 'endpoints' and 'policy'")
     endpoints = cfg.get("endpoints") or {}
+    if not isinstance(endpoints, Mapping):
+        raise UserError(f"{where}: endpoints is a {type(endpoints).__name__}; expected LLM -> {{model, base_url, api_key_env}}")
     for llm, ep in endpoints.items():
-        if not isinstance(ep, dict) or not ep.get("base_url"):
-            raise UserError(f"route_map={p}: endpoints.{llm} has no base_url; expected {{model, base_url, api_key_env}}")
+        if not isinstance(ep, Mapping) or not ep.get("base_url"):
+            raise UserError(f"{where}: endpoints.{llm} has no base_url; expected {{model, base_url, api_key_env}}")
         bad = sorted(set(ep) - {"model", "base_url", "api_key_env"})
         if bad:
-            raise UserError(f"route_map={p}: endpoints.{llm} has unknown key(s) {bad}; expected model, base_url, api_key_env")
-    Policy.from_config(cfg.get("policy"), f"route_map={p}")
+            raise UserError(f"{where}: endpoints.{llm} has unknown key(s) {bad}; expected model, base_url, api_key_env")
+    Policy.from_config(cfg.get("policy"), where)
     return {"endpoints": {str(k): dict(v) for k, v in endpoints.items()}, "policy": dict(cfg.get("policy") or {})}
 
 
-# ------------------------------------------------------------------ loading
-
-def _run_config(path: Path) -> dict:
-    for d in [path, *path.parents][:4]:
-        f = d / ".hydra" / "config.yaml"
-        if f.is_file():
-            return yaml.safe_load(f.read_text())
-    raise UserError(f"{path}: no .hydra/config.yaml in it or above it; expected an export dir, "
-                    "a run dir or a checkpoint inside one")
-
-
-def _load_export(root: Path):
-    for name in (ROUTER_YAML, WEIGHTS, ENCODER_DIR):
-        if not (root / name).exists():
-            raise UserError(f"{root}: missing {name}; expected an export dir written by python -m router_lab.export "
-                            f"({ROUTER_YAML}, {WEIGHTS}, {ENCODER_DIR}/)")
-    meta = yaml.safe_load((root / ROUTER_YAML).read_text()) or {}
-    for key in ("_target_", "hparams"):
-        if key not in meta:
-            raise UserError(f"{root / ROUTER_YAML}: no {key!r}; expected a file written by python -m router_lab.export")
-    hp = dict(meta["hparams"])
-    enc = dict(hp["encoder"])
-    enc["pretrained"] = str((root / enc.get("pretrained", ENCODER_DIR)).resolve())
-    hp["encoder"] = enc
-    cls = import_class(meta["_target_"])
-    model = cls(**hp)
-    from safetensors.torch import load_file
-
-    state = load_file(str(root / WEIGHTS))
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise UserError(f"{root / WEIGHTS}: does not fit {meta['_target_']} (missing {list(missing)[:3]}, "
-                        f"unexpected {list(unexpected)[:3]}); expected the weights exported with this router.yaml")
-    return model, meta
-
-
-def _load_checkpoint(path: Path):
-    ckpt = path
-    if path.is_dir():
-        ckpt = path / "checkpoints" / "best.ckpt"
-        if not ckpt.is_file():
-            cands = sorted((path / "checkpoints").glob("*.ckpt")) if (path / "checkpoints").is_dir() else []
-            if not cands:
-                raise UserError(f"{path}: missing checkpoints/best.ckpt; expected a router_lab run dir")
-            ckpt = cands[-1]
-    cfg = _run_config(ckpt.parent)
-    target = ((cfg or {}).get("model") or {}).get("_target_")
-    if not target:
-        raise UserError(f"{ckpt}: the run's .hydra/config.yaml has no model._target_")
-    cls = import_class(target)
-    model = cls.load_from_checkpoint(str(ckpt), map_location="cpu", weights_only=True)
-    return model, {"_target_": target, "source": str(ckpt)}
-
+# ------------------------------------------------------------------ the router
 
 class Router:
     """A trained router ready to route text (see the module docstring)."""
 
     def __init__(self, model, meta: Mapping[str, Any] | None = None, route_map: Mapping[str, Any] | None = None,
                  device: str = "cpu", quantize: str | None = None, micro_batch: int = 16, runtime: str = "torch",
-                 source_dir: str | Path | None = None):
+                 source_dir: str | Path | None = None, trust_export: bool = False):
         meta = dict(meta or {})
         if micro_batch < 1:
             raise UserError(f"micro_batch={micro_batch}; expected a positive number of queries per forward pass")
@@ -223,7 +162,20 @@ class Router:
         self.query_encoder: QueryEncoder | None = None
         if own is None:
             self.query_encoder = QueryEncoder(self.spec).eval().to(device)
-        self.route_map = dict(route_map or meta.get("route_map") or {})
+        # An export's route map is data: its policy applies, but its endpoints (URLs and the
+        # environment variable sent as the key) only with trust_export=True; else they are a
+        # suggestion (``suggested_route_map``) and route_map= must name the endpoints.
+        exported = meta.get("route_map") or {}
+        if not isinstance(exported, Mapping) or not isinstance(exported.get("endpoints") or {}, Mapping):
+            raise UserError("router.yaml route_map: expected a mapping with 'endpoints' (LLM -> {model, base_url, "
+                            "api_key_env}) and 'policy'")
+        self.suggested_route_map: dict = dict(exported)
+        if route_map:
+            self.route_map = dict(route_map)
+        elif trust_export:
+            self.route_map = check_route_map(exported, "router.yaml route_map")
+        else:
+            self.route_map = {"policy": dict(exported.get("policy") or {})} if exported.get("policy") else {}
         self.policy = Policy.from_config(meta.get("policy"), "router.yaml policy")
         if self.route_map.get("policy"):
             self.policy = self.policy.merged(Policy.from_config(self.route_map["policy"], "route_map policy"))
@@ -271,24 +223,20 @@ class Router:
     # -------------------------------------------------------------- construction
     @classmethod
     def load(cls, path: str | Path, route_map: str | Path | Mapping | None = None, device: str = "cpu",
-             quantize: str | None = None, micro_batch: int = 16, runtime: str = "torch") -> "Router":
-        """An export dir, a run dir, or a ``.ckpt`` inside a run dir. ``route_map``: a YAML
-        path or mapping whose endpoints/policy override the exported ones. ``quantize="int8"``:
+             quantize: str | None = None, micro_batch: int = 16, runtime: str = "torch",
+             trust_export: bool = False) -> "Router":
+        """An export dir, a run dir, or a ``.ckpt`` inside a run dir, loaded as data
+        (``router_lab.runs``: registered families only, weights-only). ``route_map``: a YAML
+        path or mapping whose endpoints/policy override the exported ones; an export's own
+        endpoints (URLs, key variables) are used only with ``trust_export=True``. ``quantize="int8"``:
         int8 dynamic quantisation of the encoder (CPU). ``micro_batch``: queries per forward
         pass inside ``route_batch`` (queries are grouped by length, so little is padded).
         ``runtime="onnx"``: the encoder runs in ONNX Runtime (CPU; with ``quantize="int8"``
         ONNX Runtime's int8 quantisation), see ``router_lab.onnx_runtime``."""
-        p = Path(path)
-        if not p.exists():
-            raise UserError(f"router={p}: no such file or directory; expected an export dir, a run dir or a .ckpt")
-        if p.is_dir() and ((p / ROUTER_YAML).exists() or not (p / ".hydra").exists()):
-            model, meta = _load_export(p)
-        else:
-            model, meta = _load_checkpoint(p)
+        model, meta, source = load_router_model(path)
         rm = load_route_map(route_map) if isinstance(route_map, (str, Path)) else route_map
-        source = p if p.is_dir() and (p / ROUTER_YAML).exists() else None
         return cls(model, meta, rm, device=device, quantize=quantize, micro_batch=micro_batch, runtime=runtime,
-                   source_dir=source)
+                   source_dir=source, trust_export=trust_export)
 
     def _check_policy(self) -> None:
         pol = self.policy

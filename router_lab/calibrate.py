@@ -32,11 +32,12 @@ from typing import Sequence
 
 import numpy as np
 import torch
-import yaml
 
 from router_lab import metrics as M
 from router_lab.api import ROUTER_YAML, Router, iter_chunks
 from router_lab.errors import UserError, run_main
+from router_lab.files import write_atomic
+from router_lab.runs import read_yaml
 
 
 def default_lambdas(costs: Sequence[float]) -> list[float]:
@@ -101,12 +102,12 @@ def save_calibration(export_dir: str | Path, point: dict, target: dict, curve: l
     if not f.is_file():
         raise UserError(f"router={root}: no {ROUTER_YAML}; calibration is saved into an export dir "
                         "(python -m router_lab.export ckpt_path=... out=DIR first)")
-    meta = yaml.safe_load(f.read_text()) or {}
+    meta = read_yaml(f, "a router.yaml written by python -m router_lab.export")
     meta["policy"] = {**(meta.get("policy") or {}), "cost_lambda": point["lambda"]}
     meta["calibration"] = {**target, "lambda": point["lambda"], "cost": point["cost"], "quality": point["quality"],
                            "data": str(data), "n": int(n)}
     write_router_yaml(root, meta)
-    (root / "calibration.json").write_text(json.dumps({"chosen": meta["calibration"], "curve": curve}, indent=2))
+    write_atomic(root / "calibration.json", json.dumps({"chosen": meta["calibration"], "curve": curve}, indent=2))
     return f
 
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import lightning as L
 import torch
+
+from router_lab.files import write_atomic
 
 
 class TrainingHistory(L.Callback):
@@ -66,6 +67,28 @@ class TrainingHistory(L.Callback):
         if self.path is None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(self.path.suffix + ".tmp")
-        tmp.write_text(json.dumps({"history": self.history}, indent=2))
-        os.replace(tmp, self.path)
+        write_atomic(self.path, json.dumps({"history": self.history}, indent=2))
+
+
+from hydra.experimental.callback import Callback as _HydraCallback  # noqa: E402
+
+
+class CheckRunNames(_HydraCallback):
+    """Hydra callback (``conf/hydra/default.yaml``): names that become parts of the run dir
+    path (``task_name``) are checked before Hydra creates the dir; a bad one is one
+    ``error:`` line, exit 2, and nothing is created."""
+
+    def _check(self, config) -> None:
+        import sys
+
+        from router_lab.errors import run_main
+        from router_lab.files import check_path_part
+
+        run_main(check_path_part, config.get("task_name", ""), "task_name")
+        sys.stdout.flush()
+
+    def on_run_start(self, config, **kwargs) -> None:
+        self._check(config)
+
+    def on_multirun_start(self, config, **kwargs) -> None:
+        self._check(config)

@@ -5,51 +5,34 @@
 
 The router is rebuilt from the checkpoint alone (weights-only loading; its hyper-parameters
 are primitive). The data config is the run's own (``<run>/.hydra/config.yaml``) unless a
-``data=...`` option is given; either way the test LLM pool must match the router's.
+``data=...`` option is given; either way the test LLM pool must match the router's. The run
+dir is data (``router_lab.runs``): its config only selects a registered router family and
+data module, nothing in it is imported or instantiated by name.
 """
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import hydra
 import lightning as L
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
 from router_lab import CONF_DIR
 from router_lab.errors import UserError, run_main
+from router_lab.runs import checkpoint_of, load_checkpoint_model, load_run_config, load_run_datamodule
 from router_lab.train import report
 
 log = logging.getLogger("router_lab.eval")
 
 
-def load_router(ckpt_path: str | Path, target: str):
-    """The LightningModule class ``target`` restored from a checkpoint, weights only."""
-    cls = hydra.utils.get_class(target)
-    return cls.load_from_checkpoint(str(ckpt_path), map_location="cpu", weights_only=True)
-
-
-def run_config_for(ckpt_path: Path) -> DictConfig:
-    """The saved config of the run a checkpoint belongs to (<run>/checkpoints/x.ckpt)."""
-    for parent in ckpt_path.resolve().parents[:3]:
-        f = parent / ".hydra" / "config.yaml"
-        if f.exists():
-            return OmegaConf.load(f)
-    raise UserError(f"no .hydra/config.yaml found above {ckpt_path}; expected the checkpoint inside a "
-                    "router_lab run dir (<run>/checkpoints/best.ckpt)")
-
-
 def evaluate_checkpoint(cfg: DictConfig) -> dict:
-    ckpt = Path(str(cfg.ckpt_path))
-    if not ckpt.is_file():
-        raise UserError(f"ckpt_path={ckpt} does not exist; expected a .ckpt file written by router_lab.train")
-    run_cfg = run_config_for(ckpt)
-    full = OmegaConf.merge(run_cfg, {"paths": OmegaConf.to_container(cfg.paths, resolve=True)})
-    if cfg.get("data") is not None:
-        with open_dict(full):
-            full.data = cfg.data
-    model = load_router(ckpt, full.model._target_)
-    dm = hydra.utils.instantiate(full.data, _convert_="all")
+    ckpt = checkpoint_of(str(cfg.ckpt_path))
+    run_cfg, cfg_file = load_run_config(ckpt.parent)
+    target = str(run_cfg.model._target_)
+    model = load_checkpoint_model(ckpt, target, f"{cfg_file}: model")
+    # data=OPTION: the user's own data config (trusted), resolved against the run's encoder / pool
+    dm = load_run_datamodule(run_cfg, str(cfg_file), OmegaConf.to_container(cfg.paths, resolve=True),
+                             data=cfg.get("data"))
     dm.setup("test")
     names = list(model.hparams["data_info"]["llm_names"])
     if dm.test_sets and dm.pool.names and names and dm.pool.names != names:
@@ -57,7 +40,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict:
                         "expected test data scored for the same LLMs")
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer)
     trainer.test(model, datamodule=dm, verbose=False)
-    return report(dm, model, cfg.paths.output_dir, title=f"{full.model._target_.rsplit('.', 1)[-1]} ({ckpt.name})")
+    return report(dm, model, cfg.paths.output_dir, title=f"{target.rsplit('.', 1)[-1]} ({ckpt.name})")
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="eval")

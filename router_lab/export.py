@@ -5,7 +5,8 @@ without Hydra or the training config tree.
     python -m router_lab.export ckpt_path=outputs/train/runs/<run> out=DIR route_map=conf/route_map/example.yaml
     python -m router_lab.export ckpt_path=... out=DIR onnx=true      # + the encoder for ONNX Runtime
 
-Writes (atomically: a temporary sibling dir, then a rename):
+Writes (atomically: a temporary sibling dir, then a rename; ``overwrite=true`` replaces only an
+earlier export dir, one that carries the ``.router_lab_export`` marker):
 
     DIR/router.yaml         class (_target_), hyper-parameters (data_info, encoder spec with
                             pretrained: encoder), LLM pool, pooling, policy (thresholds, cost_lambda),
@@ -15,6 +16,10 @@ Writes (atomically: a temporary sibling dir, then a rename):
                             frozen routers, the backbone they were trained with
     DIR/onnx/               with onnx=true: encoder.onnx and encoder.int8.onnx, which
                             Router.load(DIR, runtime="onnx"[, quantize="int8"]) uses as they are
+    DIR/.router_lab_export  the marker: this dir was written by router_lab.export
+
+The route map written into DIR is a suggestion: whoever loads DIR uses its endpoints (URLs,
+key variables) only with route_map=... or trust_export=true (README "Security model").
 """
 from __future__ import annotations
 
@@ -29,8 +34,9 @@ from typing import Any
 
 import yaml
 
-from router_lab.api import ENCODER_DIR, EXPORT_FORMAT, ROUTER_YAML, WEIGHTS, Router, load_route_map
+from router_lab.api import ENCODER_DIR, EXPORT_FORMAT, EXPORT_MARKER, ROUTER_YAML, WEIGHTS, Router, load_route_map
 from router_lab.errors import UserError, run_main
+from router_lab.files import check_output_is_not_input, check_replaceable_dir, write_atomic
 
 log = logging.getLogger("router_lab.export")
 
@@ -63,9 +69,7 @@ def plain(obj: Any) -> Any:
 
 
 def write_router_yaml(root: Path, meta: dict) -> None:
-    tmp = root / (ROUTER_YAML + ".tmp")
-    tmp.write_text(yaml.safe_dump(meta, sort_keys=False, allow_unicode=True))
-    os.replace(tmp, root / ROUTER_YAML)
+    write_atomic(root / ROUTER_YAML, yaml.safe_dump(meta, sort_keys=False, allow_unicode=True))
 
 
 def export_router(router: Router, out: str | Path, route_map: dict | None = None, overwrite: bool = False,
@@ -74,8 +78,13 @@ def export_router(router: Router, out: str | Path, route_map: dict | None = None
     from safetensors.torch import save_file
 
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise UserError(f"out={out} already exists; expected a new directory (or overwrite=true)")
+    if out.exists() or out.is_symlink():
+        if not overwrite:
+            raise UserError(f"out={out} already exists; expected a new directory (or overwrite=true)")
+        check_replaceable_dir(out, EXPORT_MARKER)
+    if source:
+        check_output_is_not_input(out, [source], "out")
+    out = out.parent.resolve() / out.name  # '.', '..' were refused above
     tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir(parents=True)
     try:
@@ -88,7 +97,8 @@ def export_router(router: Router, out: str | Path, route_map: dict | None = None
         save_file(state, str(tmp / WEIGHTS))
         hp = plain(dict(model.hparams))
         hp["encoder"] = {**plain(dict(hp["encoder"])), "pretrained": ENCODER_DIR}
-        rm = route_map if route_map is not None else router.route_map
+        rm = route_map if route_map is not None else (router.route_map if router.route_map.get("endpoints")
+                                                      else router.suggested_route_map or router.route_map)
         meta = {
             "format": EXPORT_FORMAT,
             "_target_": router.target,
@@ -106,9 +116,14 @@ def export_router(router: Router, out: str | Path, route_map: dict | None = None
             from router_lab.onnx_runtime import ONNX_DIR, export_encoder
 
             export_encoder(router.encoder, tmp / ONNX_DIR, quantize="int8")
-        if out.exists():
-            shutil.rmtree(out)
+        (tmp / EXPORT_MARKER).write_text(EXPORT_FORMAT + "\n")
+        old = None
+        if out.exists():  # an earlier export (checked above): set aside, swap in, then delete
+            old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+            os.replace(out, old)
         os.replace(tmp, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -120,6 +135,10 @@ def export(opts: ExportOptions) -> Path:
     if not opts.ckpt_path or not opts.out:
         raise UserError("expected ckpt_path=PATH (a .ckpt or a run dir) and out=DIR")
     rm = load_route_map(opts.route_map) if opts.route_map else None
+    if opts.out and (Path(opts.out).exists() or Path(opts.out).is_symlink()):  # before loading anything
+        if not opts.overwrite:
+            raise UserError(f"out={opts.out} already exists; expected a new directory (or overwrite=true)")
+        check_replaceable_dir(opts.out, EXPORT_MARKER)
     router = Router.load(opts.ckpt_path, route_map=rm)
     out = export_router(router, opts.out, rm, overwrite=opts.overwrite, source=str(opts.ckpt_path), onnx=opts.onnx)
     print(out)

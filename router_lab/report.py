@@ -48,6 +48,7 @@ import yaml
 
 from router_lab import ROOT
 from router_lab.errors import UserError, run_main
+from router_lab.files import write_atomic
 
 log = logging.getLogger("router_lab.report")
 
@@ -57,6 +58,7 @@ PERCENT_METRICS = ("acc_predict", "acc", "accuracy", "macro_f1", "fallback_rate"
 IGNORED_OVERRIDE_KEYS = re.compile(r"^(seed|model|encoder|data|hydra(\..*|/.*)?|paths\..*|logger(\..*)?|callbacks(\..*)?"
                                    r"|trainer(\..*)?|extras\..*|tags|task_name|optimized_metric|ckpt_path|hparams_search)$")
 DATA_OVERRIDE_KEYS = re.compile(r"^(data\..*|data_seed|llm_pool(\..*)?)$")
+PLOT_PREFIXES = tuple(f"{m}_" for m in PERCENT_METRICS + ("cost_quality",))  # names of the plots make_report writes
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 
 
@@ -608,12 +610,6 @@ def plot_cost_quality(sec: Section, path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- writing
-def _write_atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def update_readme(readme: Path, tables: str, command: str) -> None:
     """Replace the results block of an experiment README (between the markers)."""
     text = readme.read_text() if readme.is_file() else f"{README_START}\n{README_END}\n"
@@ -623,7 +619,7 @@ def update_readme(readme: Path, tables: str, command: str) -> None:
     _, tail = rest.split(README_END, 1)
     block = (f"{README_START}\nLast recorded {time.strftime('%Y-%m-%d %H:%M')} with:\n\n```\n{command}\n```\n\n"
              f"{tables.strip()}\n{README_END}")
-    _write_atomic_text(readme, head + block + tail)
+    write_atomic(readme, head + block + tail)
 
 
 def make_report(roots: Sequence[str | Path], out: str | Path | None = None, readme: str | Path | None = None,
@@ -643,7 +639,7 @@ def make_report(roots: Sequence[str | Path], out: str | Path | None = None, read
         for l in sec.left_out:
             print(f"left out [{sec.name}] {l}", file=sys.stderr)
 
-    out = Path(out) if out else ROOT / "outputs" / "report" / time.strftime("%Y-%m-%d_%H-%M-%S")
+    out = Path(out) if out else ROOT / "outputs" / "report" / f"{time.strftime('%Y-%m-%d_%H-%M-%S')}-{os.getpid()}"
     out.parent.mkdir(parents=True, exist_ok=True)
     stage = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(stage, ignore_errors=True)
@@ -684,7 +680,9 @@ def make_report(roots: Sequence[str | Path], out: str | Path | None = None, read
             except (OSError, ValueError, KeyError, TypeError):
                 old_plots = set()
             for name in old_plots - {f.name for f in stage.iterdir()}:
-                if Path(name).name == name:  # a bare file name, never a path out of the dir
+                # report.json is data: only a bare name of a plot this command makes is removed
+                if isinstance(name, str) and Path(name).name == name and name.endswith(".png") \
+                        and name.startswith(PLOT_PREFIXES):
                     (out / name).unlink(missing_ok=True)
             for f in stage.iterdir():
                 os.replace(f, out / f.name)
@@ -733,22 +731,18 @@ def per_query_decisions(run_dir: str | Path, test_set: str | None = None, limit:
 
 
 def _decisions_from_checkpoint(run: Path, test_set: str | None, limit: int | None) -> list[dict]:
-    import hydra
     import torch
-    from omegaconf import OmegaConf, open_dict
+
+    from router_lab.runs import default_paths, load_run_config, load_run_datamodule, load_run_model
 
     ckpt = run / "checkpoints" / "best.ckpt"
-    cfg_file = run / ".hydra" / "config.yaml"
-    if not ckpt.is_file() or not cfg_file.is_file():
+    if not ckpt.is_file() or not (run / ".hydra" / "config.yaml").is_file():
         raise UserError(f"{run}: no predictions.jsonl and no checkpoints/best.ckpt + .hydra/config.yaml to "
                         "recompute the decisions from")
-    cfg = OmegaConf.load(cfg_file)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(run)
-        cfg.paths.work_dir = str(Path.cwd())
-    cls = hydra.utils.get_class(str(cfg.model._target_))
-    model = cls.load_from_checkpoint(str(ckpt), map_location="cpu", weights_only=True).eval()
-    dm = hydra.utils.instantiate(cfg.data, _convert_="all")
+    # The run dir is data: a registered family from a weights-only checkpoint, a registered data module.
+    model, _ = load_run_model(ckpt)
+    cfg, cfg_file = load_run_config(run)
+    dm = load_run_datamodule(cfg, str(cfg_file), default_paths(run))
     dm.setup("test")
     llms = list(model.hparams["data_info"]["llm_names"])
     rows: list[dict] = []

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Iterator, TextIO
 
 from router_lab.errors import UserError, run_main
+from router_lab.files import check_output_is_not_input, write_atomic, write_json_atomic
 
 log = logging.getLogger("router_lab.route")
 
@@ -120,6 +121,7 @@ class RouteOptions:
     threads: int = 0
     quantize: str = ""       # int8: int8 dynamic quantisation of the encoder (CPU, ~2x faster)
     runtime: str = "torch"   # onnx: the encoder in ONNX Runtime (CPU; the fastest, see router_lab.onnx_runtime)
+    trust_export: bool = False  # use the export dir's own route map endpoints (URLs, key variables)
 
 
 # ------------------------------------------------------------------ modes
@@ -210,6 +212,7 @@ def run_batch(router, opts: RouteOptions) -> dict:
     if not src.is_file():
         raise UserError(f"input={src}: no such file; expected a JSONL file of queries")
     dst = Path(opts.output)
+    check_output_is_not_input(dst, [src])
     dst.parent.mkdir(parents=True, exist_ok=True)
     errors: list[str] = []
     routed, t0 = 0, time.perf_counter()
@@ -308,8 +311,8 @@ def evaluate_records(router, records, out_dir: Path | None = None, batch_size: i
     print(text)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "report.txt").write_text(text + "\n")
-        (out_dir / "metrics.json").write_text(json.dumps(res, indent=2))
+        write_atomic(out_dir / "report.txt", text + "\n")
+        write_json_atomic(res, out_dir / "metrics.json")
         _cm_png(cm, labels, out_dir / "confusion.png", what)
         print(f"\nwrote {out_dir}/report.txt, metrics.json, confusion.png")
     return res
@@ -359,7 +362,9 @@ def run_evaluate(router, opts: RouteOptions) -> dict:
     if not opts.data:
         raise UserError("mode=evaluate needs data=FILE (records with 'query' and 'label' and/or 'scores')")
     records = load_table(opts.data, llm_names=router.llm_names if _has_scores_column(opts.data) else None)
-    out = Path(opts.out) if opts.out else Path("outputs") / "route" / time.strftime("eval-%Y%m%d-%H%M%S")
+    out = Path(opts.out) if opts.out else Path("outputs") / "route" / (time.strftime("eval-%Y%m%d-%H%M%S")
+                                                                       + f"-{os.getpid()}")
+    check_output_is_not_input(out, [opts.data], "out")
     return evaluate_records(router, records, out, opts.batch_size)
 
 
@@ -388,12 +393,14 @@ def route(opts: RouteOptions) -> Any:
         raise UserError("expected router=PATH (an export dir, a run dir or a .ckpt)")
     if opts.mode == "single" and not opts.query.strip():
         raise UserError("mode=single needs a non-empty query=\"...\"")
+    if opts.mode == "batch" and opts.input and opts.output:  # before anything is opened or loaded
+        check_output_is_not_input(opts.output, [opts.input])
     if opts.threads > 0:
         import torch
 
         torch.set_num_threads(opts.threads)
     router = Router.load(opts.router, route_map=opts.route_map or None, quantize=opts.quantize or None,
-                         runtime=opts.runtime)
+                         runtime=opts.runtime, trust_export=opts.trust_export)
     if opts.mode == "single":
         return run_single(router, opts)
     if opts.mode == "interactive":

@@ -18,7 +18,10 @@ Errors: a malformed request -> 400 with an OpenAI-style ``{"error": {"message": 
 upstream that is down -> 502 naming the LLM, one that does not answer within ``timeout``
 seconds -> 504; no free slot within ``queue_timeout`` seconds (``max_concurrency``
 requests in flight) -> 503. API keys come only from the environment variable named by the
-route map's ``api_key_env`` and are never logged.
+route map's ``api_key_env`` and are never logged. The endpoints come from ``route_map=YAML``;
+an export dir's own route map (its URLs and key variables) is used only with
+``trust_export=true``. At start the proxy logs which endpoint receives which key variable
+(the variable's name, never its value).
 """
 from __future__ import annotations
 
@@ -299,6 +302,23 @@ class ServeOptions:
     threads: int = 0
     quantize: str = ""       # int8: int8 dynamic quantisation of the encoder (CPU, ~2x faster)
     runtime: str = "torch"   # onnx: the encoder in ONNX Runtime (CPU; the fastest, see router_lab.onnx_runtime)
+    trust_export: bool = False  # use the export dir's own route map (its URLs and key variables)
+
+
+def log_endpoints(router: Router) -> list[str]:
+    """One line per LLM: where its requests go and which environment variable is sent as
+    the key (the name only; values are never logged)."""
+    lines = []
+    for llm in router.llm_names:
+        ep = router.endpoint(llm)
+        if ep:
+            key = f"key from ${ep['api_key_env']}" if ep.get("api_key_env") else "no key"
+            lines.append(f"endpoint {llm} -> {ep['base_url']} (model {ep.get('model') or llm}; {key})")
+        else:
+            lines.append(f"endpoint {llm} -> none (requests routed there get 502)")
+    for line in lines:
+        log.info(line)
+    return lines
 
 
 def serve(opts: ServeOptions) -> None:
@@ -311,13 +331,18 @@ def serve(opts: ServeOptions) -> None:
 
         torch.set_num_threads(opts.threads)
     router = Router.load(opts.router, route_map=opts.route_map or None, quantize=opts.quantize or None,
-                         runtime=opts.runtime)
+                         runtime=opts.runtime, trust_export=opts.trust_export)
     missing = [l for l in router.llm_names if not router.endpoint(l)]
     if len(missing) == len(router.llm_names):
+        suggested = (router.suggested_route_map.get("endpoints") or {}) if not opts.route_map else {}
+        hint = (" (the export dir suggests endpoints; they are data and are used only with trust_export=true)"
+                if suggested and not opts.trust_export else "")
         raise UserError("the route map has no endpoint for any of the router's LLMs "
-                        f"{router.llm_names}; expected route_map=YAML with endpoints (conf/route_map/example.yaml)")
+                        f"{router.llm_names}; expected route_map=YAML with endpoints (conf/route_map/example.yaml)"
+                        + hint)
     if missing:
         log.warning("no endpoint for %s: requests routed there get 502", missing)
+    log_endpoints(router)
     app = create_app(router, opts.max_concurrency, opts.timeout, opts.connect_timeout, opts.queue_timeout)
     uvicorn.run(app, host=opts.host, port=opts.port, log_level="info")
 

@@ -18,7 +18,6 @@ import os
 import time
 import warnings
 from pathlib import Path
-from typing import Any
 
 import hydra
 import lightning as L
@@ -26,6 +25,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from router_lab import CONF_DIR
 from router_lab.errors import run_main
+from router_lab.files import write_atomic, write_json_atomic
+from router_lab.runs import check_checkpoint
 from router_lab.evaluation import evaluate, results_table
 
 log = logging.getLogger("router_lab.train")
@@ -36,13 +37,6 @@ def instantiate_list(cfg: DictConfig | None) -> list:
     if not cfg:
         return []
     return [hydra.utils.instantiate(c) for c in cfg.values() if isinstance(c, DictConfig) and "_target_" in c]
-
-
-def write_json_atomic(obj: Any, path: str | Path) -> None:
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True))
-    os.replace(tmp, path)
 
 
 def collect_test_outputs(model, dm) -> dict:
@@ -93,7 +87,7 @@ def report(dm, model, output_dir: str | Path, extra: dict | None = None, title: 
     print("\n" + table + "\n")
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.md").write_text("```\n" + table + "\n```\n")
+    write_atomic(out / "results.md", "```\n" + table + "\n```\n")
     write_predictions(dm, outputs, out / "predictions.jsonl")
     write_json_atomic(metrics, out / "metrics.json")  # last: its presence marks a finished run
     return metrics
@@ -104,6 +98,11 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
     if cfg.get("seed") is not None:
         L.seed_everything(int(cfg.seed), workers=True)
     out_dir = Path(cfg.paths.output_dir)
+    # Resume: a local checkpoint, checked weights-only before anything else runs (and loaded
+    # weights-only by Lightning below); Lightning's own names (last, hpc, ...) pass through.
+    resume = cfg.get("ckpt_path")
+    if resume and str(resume) not in ("last", "best", "hpc", "registry"):
+        resume = str(check_checkpoint(resume))
 
     log.info("data: %s", cfg.data._target_)
     dm = hydra.utils.instantiate(cfg.data, _convert_="all")
@@ -125,7 +124,7 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
                "loggers": loggers}
     t1 = time.perf_counter()
     if cfg.get("train", True):
-        trainer.fit(model, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
+        trainer.fit(model, datamodule=dm, ckpt_path=resume, weights_only=True)
     fit_seconds = time.perf_counter() - t1
 
     extra: dict[str, float] = {"time/data_seconds": data_seconds, "time/fit_seconds": fit_seconds}
