@@ -28,6 +28,7 @@ from router_lab.data.records import RoutingRecord
 from router_lab.data.sources import load_records
 from router_lab.encoders import embed_texts
 from router_lab.errors import UserError, run_main
+from router_lab.files import check_output_is_not_input, write_atomic
 
 log = logging.getLogger("router_lab.clusters")
 REDUCTIONS = ("none", "pca", "tsne")
@@ -85,8 +86,7 @@ def output_path(spec: Mapping[str, Any], out_dir: Path) -> Path:
     src = Path(str(spec["path"]))
     name = src.name if spec.get("loader") == "routerdc" else src.stem + ".jsonl"
     dest = Path(out_dir) / src.parent.name / name
-    if dest.resolve() == src.resolve():
-        raise UserError(f"output {dest} is the input file; choose another output_dir (inputs are never overwritten)")
+    check_output_is_not_input(dest, [src], "output")  # inputs are never overwritten
     return dest
 
 
@@ -99,10 +99,7 @@ def write_with_cluster_ids(spec: Mapping[str, Any], records: Sequence[RoutingRec
         items = json.loads(Path(str(spec["path"])).read_text(encoding="utf-8"))[: len(records)]
         for item, cid in zip(items, ids):
             item["cluster_id"] = int(cid)
-        tmp = dest.with_name(dest.name + ".tmp")
-        tmp.write_text(json.dumps(items, ensure_ascii=False), encoding="utf-8")
-        tmp.replace(dest)
-        return dest
+        return write_atomic(dest, json.dumps(items, ensure_ascii=False))
     import dataclasses
 
     return save_records_jsonl([dataclasses.replace(r, cluster_id=int(c)) for r, c in zip(records, ids)], dest)

@@ -61,7 +61,7 @@ def check_output_is_not_input(output: str | Path, inputs: Iterable[str | Path], 
     out = Path(output)
     for i in inputs:
         if i and _same(out, Path(i)):
-            raise UserError(f"{what}={output} is the input {i} (same file); expected a different output path "
+            raise UserError(f"{what}={output} is the input file {i}; expected a different output path "
                             "(writing it would destroy the input)")
 
 
