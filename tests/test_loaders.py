@@ -435,7 +435,7 @@ def _rb_with_missing(path: Path) -> Path:
 
 def test_routerbench_missing_score_policies(tmp_path, caplog):
     path = _rb_with_missing(tmp_path / "rb.csv")
-    with raises_naming("rb.csv row 1", "'gsm.1'", "nan) for LLM(s) ['llama']", "on_missing_score"):
+    with raises_naming("rb.csv row 1", "'gsm.1'", "no score for LLM(s) ['llama'] (empty or nan)", "on_missing_score"):
         load_routerbench(path)
     with caplog.at_level(logging.WARNING, logger="router_lab.data.loaders"):
         kept = load_routerbench(path, on_missing_score="drop_record", on_duplicate_id="suffix")

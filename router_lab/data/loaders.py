@@ -314,7 +314,7 @@ def _apply_score_policies(
     """The one place a score table's missing scores and repeated ids are handled.
 
     A score is missing when its cell is empty/NaN or the record lacks a pool LLM (the pool:
-    ``pool``, else every LLM any record scores). ``on_missing_score``: ``error`` (one line
+    ``pool``, else the first scored record's LLMs). ``on_missing_score``: ``error`` (one line
     naming the row and LLM), ``drop_record`` (the row goes; counts are logged), ``mask`` (the
     row stays with that LLM unscored: NaN in the arrays, ignored by losses and metrics; the
     data config needs ``allow_partial_scores: true``). ``on_duplicate_id`` (after dropping):
@@ -322,8 +322,8 @@ def _apply_score_policies(
     repeat gets id ``<id>#k``)."""
     _check_policy(p, "on_missing_score", on_missing_score, MISSING_SCORE_POLICIES)
     _check_policy(p, "on_duplicate_id", on_duplicate_id, DUPLICATE_ID_POLICIES)
-    if pool is None:
-        pool = list(dict.fromkeys(n for _, r in pairs for n in r.scores))
+    if pool is None:  # as _check_pool: the first scored record's LLMs
+        pool = next((list(r.scores) for _, r in pairs if r.scores), [])
     kept, dropped, masked = [], Counter(), Counter()
     for where, r in pairs:
         if not r.scores:  # label-only rows are not score rows
@@ -333,7 +333,7 @@ def _apply_score_policies(
         if not missing:
             kept.append((where, r))
         elif on_missing_score == "error":
-            raise DataError(f"{where}: record {r.id!r} has no score (missing or nan) for LLM(s) {missing}; expected a number for "
+            raise DataError(f"{where}: record {r.id!r} has no score for LLM(s) {missing} (empty or nan); expected a number >= 0 for "
                             "every LLM (or set on_missing_score: drop_record | mask on this source)")
         elif on_missing_score == "drop_record":
             dropped.update(missing)
