@@ -26,7 +26,6 @@ tokenizer); loading it needs neither Hydra nor the training config tree.
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -38,6 +37,7 @@ from router_lab.data.records import render_conversation
 from router_lab.encoders import EncoderSpec, QueryEncoder, load_tokenizer
 from router_lab.errors import UserError
 from router_lab.runs import ENCODER_DIR, EXPORT_FORMAT, EXPORT_MARKER, ROUTER_YAML, WEIGHTS, load_router_model  # noqa: F401
+from router_lab.policy import apply_fallback, choose_llm
 
 log = logging.getLogger("router_lab.api")
 
@@ -322,21 +322,15 @@ class Router:
         fallback = d["fallback"].clone().bool()
         conf = d["confidence"].float()
         if pol.cost_lambda is not None and self.llm_costs is not None:
-            lam = float(pol.cost_lambda)
-            if math.isinf(lam):
-                llm = util.argmax(-1)
-            else:
-                costs = torch.tensor(self.llm_costs, device=util.device)
-                llm = (lam * util - costs).argmax(-1)
+            llm = choose_llm(util, self.llm_costs, float(pol.cost_lambda))
             fallback = torch.zeros_like(fallback)
         if pol.categories and "category" in d:
             for c, name in pol.categories.items():
                 hit = d["category"] == self.categories.index(c)
                 llm = torch.where(hit & ~fallback, torch.full_like(llm, self.llm_names.index(name)), llm)
         if pol.confidence_threshold is not None:
-            low = conf < float(pol.confidence_threshold)
-            llm = torch.where(low, torch.full_like(llm, self.llm_names.index(pol.fallback_llm)), llm)
-            fallback = fallback | low
+            llm, fallback = apply_fallback(llm, conf, pol.confidence_threshold, self.llm_names.index(pol.fallback_llm),
+                                           fallback)
         return {**d, "llm": llm, "fallback": fallback}
 
     def _decisions(self, d: Mapping[str, torch.Tensor], truncated: list[bool]) -> list[RoutingDecision]:

@@ -6,8 +6,9 @@ or a target quality on held-out data, and save it with an exported router.
 
 With lambda set, the router picks ``argmax_llm lambda * utility - cost`` (utility: the
 router's per-LLM score from ``decide``; cost: the pool's price of each LLM), for any router
-family. lambda = 0 always takes the cheapest LLM, lambda = inf the router's best-utility
-LLM. The sweep routes the held-out records once, then for each lambda on a log grid
+family (the rule and the grid: ``router_lab.policy``). lambda = 0 always takes the cheapest
+LLM, lambda = inf the router's best-utility LLM. The sweep routes the held-out records once,
+then for each lambda of ``policy.lambda_grid``
 measures the mean cost (the records' own costs where they have them, else the pool's) and
 ``acc_predict`` (mean score of the chosen LLM), with the rest of the router's policy
 (threshold -> fallback, category overrides) applied as when serving.
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,12 +38,7 @@ from router_lab.api import ROUTER_YAML, Router, iter_chunks
 from router_lab.errors import UserError, run_main
 from router_lab.files import write_atomic
 from router_lab.runs import read_yaml
-
-
-def default_lambdas(costs: Sequence[float]) -> list[float]:
-    """0, a log grid scaled to the pool's costs, and inf."""
-    scale = float(np.mean([c for c in costs if c > 0])) if any(c > 0 for c in costs) else 1.0
-    return [0.0, *(scale * np.logspace(-3, 5, 161)).tolist(), math.inf]
+from router_lab.policy import lambda_grid
 
 
 def sweep(router: Router, records, lambdas: Sequence[float] | None = None, batch_size: int = 256) -> list[dict]:
@@ -70,7 +65,7 @@ def sweep(router: Router, records, lambdas: Sequence[float] | None = None, batch
     else:
         costs = np.tile(np.array(router.llm_costs, dtype=float), (len(records), 1))
     curve = []
-    for lam in lambdas or default_lambdas(router.llm_costs):
+    for lam in lambdas or lambda_grid(router.llm_costs):
         chosen = router.apply_policy(raw, dataclasses.replace(router.policy, cost_lambda=lam))["llm"].cpu().numpy()
         curve.append({"lambda": float(lam), "cost": M.mean_cost(chosen, costs),
                       "quality": M.acc_predict(chosen, scores, types)})

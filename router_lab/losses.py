@@ -15,20 +15,62 @@ from torch import Tensor
 TIE_MODES = ("skip", "half")
 
 
-def sample_llm_contrastive_loss(
-    logits: Tensor, scores: Tensor, top_k: int = 3, last_k: int = 3, neg_score_max: float = 0.5
+TIE_BREAKS = ("pool_order", "random", "cheapest")
+
+
+def rank_llms(
+    scores: Tensor,
+    tie_break: str = "random",
+    costs: Tensor | None = None,
+    generator: torch.Generator | None = None,
 ) -> Tensor:
-    """RouterDC's sample-LLM loss: pull each query towards its top_k LLMs, away from its last_k LLMs."""
+    """(B, L) LLM indices per row, best score first; equal scores ordered by ``tie_break``:
+
+    - ``"pool_order"``: the pool's order (the RouterDC reference: a stable sort; with 0/1
+      scores the LLMs listed first become the positives of almost every query);
+    - ``"random"``: a fresh uniform order per row and call, so over training every tied LLM
+      is a positive equally often;
+    - ``"cheapest"``: cheaper first (``costs`` (B, L) or (L,) needed), equal costs at random.
+    """
+    if tie_break not in TIE_BREAKS:
+        raise ValueError(f"tie_break={tie_break!r}; expected one of {list(TIE_BREAKS)}")
+    if tie_break == "pool_order":
+        return scores.sort(dim=-1, descending=True, stable=True)[1]
+    # A lexicographic sort by stable sorts, least significant key first: random, cost, score.
+    noise = torch.rand(scores.shape, generator=generator, device="cpu" if generator is not None else scores.device)
+    order = noise.to(scores.device).argsort(dim=-1)
+    if tie_break == "cheapest":
+        if costs is None:
+            raise ValueError("tie_break='cheapest' needs costs")
+        c = torch.as_tensor(costs, dtype=scores.dtype, device=scores.device).expand_as(scores)
+        order = order.gather(1, c.gather(1, order).sort(dim=-1, stable=True)[1])
+    return order.gather(1, scores.gather(1, order).sort(dim=-1, descending=True, stable=True)[1])
+
+
+def sample_llm_contrastive_loss(
+    logits: Tensor,
+    scores: Tensor,
+    top_k: int = 3,
+    last_k: int = 3,
+    neg_score_max: float = 0.5,
+    tie_break: str = "pool_order",
+    costs: Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """RouterDC's sample-LLM loss: pull each query towards its top_k LLMs, away from its last_k
+    LLMs. Which of several equally-scored LLMs count as positives: ``tie_break`` (see
+    :func:`rank_llms`; ``"pool_order"`` reproduces the paper)."""
     num_llms = logits.shape[-1]
     if top_k > num_llms or last_k > num_llms or top_k + last_k > num_llms:
         raise ValueError(
             f"top_k + last_k = {top_k + last_k} exceeds the pool of {num_llms} LLMs "
             f"(top_k={top_k}, last_k={last_k})"
         )
-    # Negatives are the tail of the same stable sort as positives (the reference takes
+    # Negatives are the tail of the same ordering as positives (the reference takes
     # topk(largest=False), which selects the same scores) so that among tied scores a
     # positive is never also drawn as a negative.
-    sorted_scores, order = scores.sort(dim=-1, descending=True, stable=True)
+    order = rank_llms(scores, tie_break, costs, generator)
+    sorted_scores = scores.gather(1, order)
     negative_index = order[:, num_llms - last_k :]
     negative_scores = sorted_scores[:, num_llms - last_k :]
     # A "negative" that still answers well is no negative; -inf drops it from the softmax.

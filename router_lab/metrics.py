@@ -21,6 +21,8 @@ from typing import Sequence
 import numpy as np
 from sklearn.metrics import f1_score, precision_recall_fscore_support, roc_auc_score
 
+from router_lab.policy import choose_llm
+
 SCORE_TYPES = ("multi_attempt", "probability")
 
 
@@ -132,12 +134,6 @@ def pairwise_auc(score_a: np.ndarray, score_b: np.ndarray, a_preferred: np.ndarr
     return float(roc_auc_score(a_preferred, margin))
 
 
-def willingness_to_pay_choice(pred_quality: np.ndarray, costs: np.ndarray, lam: float) -> np.ndarray:
-    """Per row, the LLM maximising lam * predicted quality - cost (lam = what one unit of quality is worth)."""
-    utility = lam * np.asarray(pred_quality, dtype=float) - np.asarray(costs, dtype=float)
-    return np.argmax(utility, axis=1)
-
-
 def cost_quality_curve(
     pred_quality: np.ndarray,
     true_scores: np.ndarray,
@@ -145,10 +141,11 @@ def cost_quality_curve(
     score_types: str | Sequence[str],
     lambdas: Sequence[float],
 ) -> list[dict]:
-    """For each lambda, the mean cost and acc_predict of willingness-to-pay routing: [{lambda, cost, quality}]."""
+    """For each lambda, the mean cost and acc_predict of willingness-to-pay routing
+    (``router_lab.policy.choose_llm``): [{lambda, cost, quality}]."""
     curve = []
     for lam in lambdas:
-        chosen = willingness_to_pay_choice(pred_quality, costs, lam)
+        chosen = choose_llm(pred_quality, costs, lam)
         curve.append(
             {
                 "lambda": float(lam),
@@ -185,10 +182,48 @@ def non_decreasing_convex_hull(costs: Sequence[float], qualities: Sequence[float
     return hull_costs, hull_qualities
 
 
-def aiq(costs: Sequence[float], qualities: Sequence[float]) -> float:
-    """RouterBench's Average Improvement in Quality: area under the non-decreasing hull over the cost range."""
+def hull_quality_at(costs: Sequence[float], qualities: Sequence[float], at: Sequence[float] | float) -> np.ndarray:
+    """The non-decreasing hull's quality at the given costs (linear between hull points, i.e.
+    mixing the two neighbouring routers at random; flat after the best point; 0 below the
+    cheapest point: that cost is out of reach)."""
     hull_costs, hull_qualities = non_decreasing_convex_hull(costs, qualities)
-    if hull_costs.size == 1:
-        return float(hull_qualities[0])
-    area = np.sum((hull_qualities[1:] + hull_qualities[:-1]) / 2 * np.diff(hull_costs))
-    return float(area / (hull_costs[-1] - hull_costs[0]))
+    at = np.asarray(at, dtype=float)
+    return np.where(at < hull_costs[0] - 1e-15, 0.0,
+                    np.interp(at, hull_costs, hull_qualities, left=0.0, right=hull_qualities[-1]))
+
+
+def aiq(costs: Sequence[float], qualities: Sequence[float], cost_range: tuple[float, float] | None = None) -> float:
+    """RouterBench's Average Improvement in Quality: area under the non-decreasing hull divided
+    by the cost range. ``cost_range=(lo, hi)``: over that range (the hull extended flat past its
+    best point, 0 below its cheapest), so routers compared on one range are comparable; None:
+    over the hull's own range."""
+    hull_costs, hull_qualities = non_decreasing_convex_hull(costs, qualities)
+    if cost_range is None:
+        if hull_costs.size == 1:
+            return float(hull_qualities[0])
+        area = np.sum((hull_qualities[1:] + hull_qualities[:-1]) / 2 * np.diff(hull_costs))
+        return float(area / (hull_costs[-1] - hull_costs[0]))
+    lo, hi = (float(x) for x in cost_range)
+    if not hi > lo:
+        return float(hull_quality_at(costs, qualities, hi))
+    start = max(lo, float(hull_costs[0]))  # below the cheapest point: quality 0, no area
+    if start >= hi:
+        return 0.0
+    xs = np.unique(np.concatenate([[start, hi], hull_costs[(hull_costs > start) & (hull_costs < hi)]]))
+    ys = np.interp(xs, hull_costs, hull_qualities, right=hull_qualities[-1])
+    area = np.sum((ys[1:] + ys[:-1]) / 2 * np.diff(xs))
+    return float(area / (hi - lo))
+
+
+def cost_to_reach(costs: Sequence[float], qualities: Sequence[float], target: float) -> float:
+    """The least cost at which the non-decreasing hull reaches ``target`` quality (interpolating
+    between hull points); NaN when it never does."""
+    hull_costs, hull_qualities = non_decreasing_convex_hull(costs, qualities)
+    ok = np.nonzero(hull_qualities >= target - 1e-12)[0]
+    if ok.size == 0:
+        return float("nan")
+    j = int(ok[0])
+    if j == 0:
+        return float(hull_costs[0])
+    c0, c1, q0, q1 = hull_costs[j - 1], hull_costs[j], hull_qualities[j - 1], hull_qualities[j]
+    return float(c0 + (c1 - c0) * (target - q0) / (q1 - q0))

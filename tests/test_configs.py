@@ -60,7 +60,8 @@ def check_loader_specs(cfg: DictConfig) -> None:
     for key in ("train", "val"):
         v = data.get(key)
         specs += v if isinstance(v, list) else ([v] if isinstance(v, dict) else [])
-    for v in (data.get("test") or {}).values():
+    test = data.get("test") or {}
+    for v in ([test] if "loader" in test else test.values()):  # one spec, or name -> spec(s)
         specs += v if isinstance(v, list) else [v]
     for spec in specs:
         resolve_loader(spec, where="test")  # raises DataError on an unknown loader or argument

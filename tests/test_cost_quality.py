@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from router_lab.cost_quality import cost_quality_report, lambda_grid, sweep
+from router_lab.cost_quality import cost_quality_report, sweep
 
 MODELS = ["cheap-1b", "mid-8b", "big-70b", "coder-7b"]
 COSTS = {"cheap-1b": 0.001, "mid-8b": 0.01, "big-70b": 0.1, "coder-7b": 0.01}
@@ -45,11 +45,6 @@ def _out(util, scores, costs):
             "costs": np.asarray(costs, float), "is_probability": np.ones(n, bool)}
 
 
-def test_lambda_grid_starts_at_zero_and_spans_the_cost_spread():
-    g = lambda_grid(np.array([[1.0, 3.0], [1.0, 3.0]]), n=5)
-    assert g[0] == 0.0 and np.isclose(g[1], 2e-3) and np.isclose(g[-1], 2e4) and len(g) == 6
-
-
 def test_sweep_on_hand_built_outputs():
     # Two queries, two LLMs: A costs 0, B costs 1; the router predicts B better on both;
     # B is right on query 0 only, A on neither.
@@ -63,10 +58,25 @@ def test_sweep_on_hand_built_outputs():
     assert sweep({k: v for k, v in out.items() if k != "costs"}) is None
 
 
+def test_router_and_single_llm_aiq_share_one_cost_range():
+    # Three LLMs costing 1, 2, 4 (mean over rows); the router picks the free-ish LLM 0 at low
+    # lambda and LLM 2 at high lambda. Both AIQs are over [1, 4], the single LLMs' range.
+    out = _out(util=[[0.1, 0.2, 0.9]] * 2, scores=[[0, 1, 1], [0, 0, 1]], costs=[[1, 2, 4]] * 2)
+    r = sweep(out, lambdas=[0.0, 100.0])
+    assert r["cost_range"] == [1.0, 4.0]
+    # router points (1, 0) (4, 1): AIQ over [1, 4] = 0.5; single LLMs (1, 0) (2, 0.5) (4, 1): the
+    # hull is the line (1, 0)-(4, 1) too ((2, 0.5) lies above it: hull (1,0) (2,.5) (4,1)):
+    # area = 0.25 + 1.5 = 1.75 over 3
+    assert r["aiq"] == pytest.approx(0.5) and r["zero_router_aiq"] == pytest.approx(1.75 / 3)
+    assert r["best_single"]["index"] == 2 and r["cost_to_match_best_single"] == pytest.approx(4.0)
+    assert r["min_margin_over_llms"] == pytest.approx(1 / 3 - 0.5)  # below LLM 1 at cost 2
+
+
 def test_report_writes_json_png_and_flat_metrics(tmp_path):
     out = _out(util=[[0.2, 0.9], [0.6, 0.4]], scores=[[0, 1], [1, 0]], costs=[[0, 1], [0, 1]])
     flat = cost_quality_report({"s": out, "no_costs": {"scores": out["scores"]}}, tmp_path, ["A", "B"])
-    assert set(flat) == {"s/router/aiq", "s/router/max_quality", "s/zero_router/aiq"}
+    assert set(flat) == {"s/router/aiq", "s/router/max_quality", "s/zero_router/aiq",
+                         "s/router/cost_to_match_best_single"}
     saved = json.loads((tmp_path / "cost_quality.json").read_text())
     assert list(saved["sets"]) == ["s"] and saved["llm_names"] == ["A", "B"]
     assert (tmp_path / "cost_quality.png").stat().st_size > 1000

@@ -140,3 +140,69 @@ def test_score_files_naming_different_llms_are_named_in_the_error(tmp_path, tiny
                           encoder={"name": "t", "pretrained": str(tiny_bert)})
     with pytest.raises(DataError, match=r"b.jsonl and .*a.jsonl name different LLMs"):
         dm.setup()
+
+
+# ---- several files: a path list or a glob; RouterBench folders with or without test files ----
+
+
+def _rb_csv(path, task, n=20, start=0):
+    import pandas as pd
+
+    rows = []
+    for i in range(start, start + n):
+        rows.append({"sample_id": f"{task}.{i}", "prompt": f"['shot\\n\\n{task} question {i}']", "eval_name": task,
+                     "small": float(i % 2), "big": 1.0, "small|total_cost": 0.001, "big|total_cost": 0.01})
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def test_routerbench_dir_with_and_without_test_files(tmp_path, tiny_bert):
+    from tests.conftest import compose
+
+    d = tmp_path / "rb"
+    d.mkdir()
+    _rb_csv(d / "arc_train.csv", "arc")
+    _rb_csv(d / "wino_train.csv", "wino")
+    cfg = compose(["data=routerbench", f"data.dir={d}", f"paths.cache_dir={tmp_path / 'cache'}",
+                   f"encoder.pretrained={tiny_bert}", "encoder.max_length=16"])
+    # The data config chooses left truncation (few-shot prompts end with the question).
+    assert cfg.encoder.truncation_side == "left"
+    import hydra
+
+    dm = hydra.utils.instantiate(cfg.data, _convert_="all")
+    dm.setup()
+    # No *_test.csv: a test split is carved out of train per task, disjoint from train and val.
+    assert sorted(dm.test_sets) == ["arc", "wino"] and all(len(s) == 4 for s in dm.test_sets.values())
+    test_ids = {r.id for s in dm.test_sets.values() for r in s.records}
+    assert not test_ids & {r.id for r in dm.train_set.records + dm.val_set.records}
+    assert len(dm.train_set) + len(dm.val_set) + len(test_ids) == 40
+    assert dm.train_set.records[0].query.endswith("question " + dm.train_set.records[0].id.split(".")[1])
+
+    # With *_test.csv files they are the test sets, and train keeps every training row.
+    _rb_csv(d / "arc_test.csv", "arc", n=6, start=100)
+    _rb_csv(d / "wino_test.csv", "wino", n=6, start=100)
+    dm = hydra.utils.instantiate(cfg.data, _convert_="all")
+    dm.setup()
+    assert {k: len(v) for k, v in dm.test_sets.items()} == {"arc": 6, "wino": 6}
+    assert len(dm.train_set) + len(dm.val_set) == 40
+
+
+def test_several_training_files_are_one_override(tmp_path, tiny_bert):
+    from tests.conftest import compose
+
+    a = _rb_csv(tmp_path / "a_train.csv", "a")
+    b = _rb_csv(tmp_path / "b_train.csv", "b")
+    ta = _rb_csv(tmp_path / "a_test.csv", "a", n=5, start=50)
+    cfg = compose(["data=routerbench", f"data.train.path=[{a},{b}]", f"data.test.path=[{ta}]",
+                   f"paths.cache_dir={tmp_path / 'cache'}", f"encoder.pretrained={tiny_bert}"])
+    import hydra
+
+    dm = hydra.utils.instantiate(cfg.data, _convert_="all")
+    dm.setup()
+    assert sorted({r.task for r in dm.train_set.records + dm.val_set.records}) == ["a", "b"]
+    assert {k: len(v) for k, v in dm.test_sets.items()} == {"test": 5}  # one task: the set keeps its name
+    # A glob that matches nothing is an error naming it (unless the source is optional).
+    dm = RouterDataModule(train={"loader": "routerbench", "path": str(tmp_path / "*_nope.csv")},
+                          encoder={"pretrained": str(tiny_bert)}, cache_dir=str(tmp_path / "cache"))
+    with pytest.raises(DataError, match=r"no file matches .*\*_nope.csv"):
+        dm.setup()

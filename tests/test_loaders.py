@@ -399,11 +399,11 @@ def test_routerbench_csv_and_pickle(tmp_path, suffix):
     path = tmp_path / f"routerbench.{suffix}"
     df = routerbench_frame()
     df.to_csv(path, index=False) if suffix == "csv" else df.to_pickle(path)
-    r0, r1 = load_routerbench(path)
+    r0, r1 = load_routerbench(path, allow_pickle=suffix == "pkl")
     assert (r0.id, r0.query, r0.task) == ("mmlu.0", "What is 2+2?", "mmlu")
     assert r1.query == "Plain prompt [with brackets"
     assert r0.scores == {"gpt-4": 1.0, "llama": 0.0} and r1.costs == {"gpt-4": 0.04, "llama": 0.002}
-    assert list(load_routerbench(path, llm_names=["llama"])[0].scores) == ["llama"]
+    assert list(load_routerbench(path, llm_names=["llama"], allow_pickle=True)[0].scores) == ["llama"]
 
 
 def test_routerbench_bad_inputs(tmp_path):
@@ -423,6 +423,87 @@ def test_routerbench_bad_inputs(tmp_path):
     routerbench_frame().drop(columns=["eval_name"]).to_csv(path, index=False)
     with raises_naming("routerbench.csv", "'eval_name'"):
         load_routerbench(path)
+
+
+def _rb_with_missing(path: Path) -> Path:
+    """Four rows; row 1 lacks llama's score and row 3 repeats row 2's sample_id."""
+    df = pd.concat([routerbench_frame(), routerbench_frame().assign(sample_id=["x.2", "x.2"])], ignore_index=True)
+    df.loc[1, "llama"] = np.nan
+    df.to_csv(path, index=False)
+    return path
+
+
+def test_routerbench_missing_score_policies(tmp_path, caplog):
+    path = _rb_with_missing(tmp_path / "rb.csv")
+    with raises_naming("rb.csv row 1", "'gsm.1'", "no score for LLM(s) ['llama'] (empty or nan)", "on_missing_score"):
+        load_routerbench(path)
+    with caplog.at_level(logging.WARNING, logger="router_lab.data.loaders"):
+        kept = load_routerbench(path, on_missing_score="drop_record", on_duplicate_id="suffix")
+    assert [r.id for r in kept] == ["mmlu.0", "x.2", "x.2#1"]
+    assert "dropped 1 of 4 record(s)" in caplog.text and "{'llama': 1}" in caplog.text
+    masked = load_routerbench(path, on_missing_score="mask", on_duplicate_id="keep_first")
+    assert [r.id for r in masked] == ["mmlu.0", "gsm.1", "x.2"]
+    assert masked[1].scores == {"gpt-4": 0.0} and masked[1].costs == {"gpt-4": 0.04, "llama": 0.002}
+    with raises_naming("rb.csv row 3", "'x.2'", "row 2", "on_duplicate_id"):
+        load_routerbench(path, on_missing_score="drop_record")
+    with raises_naming("on_missing_score='skip'"):
+        load_routerbench(path, on_missing_score="skip")
+
+
+def test_table_loader_shares_the_missing_score_policy(tmp_path):
+    path = tmp_path / "t.jsonl"
+    rows = [{"id": "a", "query": "q1", "scores": {"x": 1, "y": 0}},
+            {"id": "b", "query": "q2", "scores": {"x": None, "y": 1}},
+            {"id": "a", "query": "q3", "scores": {"x": 0, "y": 1}}]
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    with raises_naming("t.jsonl line 2", "'b'", "['x']"):
+        load_table(path)
+    recs = load_table(path, on_missing_score="drop_record", on_duplicate_id="suffix")
+    assert [r.id for r in recs] == ["a", "a#1"]
+
+
+def test_final_question_strips_few_shot_exemplars(tmp_path):
+    from router_lab.data.loaders import final_question
+
+    prompt = "Q: 1+1?\nA) 2\nAnswer:\nA\n\nQ: 2+2?\nA) 4\nAnswer:\nA\n\nQ: 3+3?\nA) 6\nAnswer:"
+    assert final_question(prompt) == "Q: 3+3?\nA) 6\nAnswer:"
+    assert final_question("one block only") == "one block only"
+    df = routerbench_frame()
+    df.loc[0, "prompt"] = repr([prompt])
+    df.to_csv(tmp_path / "rb.csv", index=False)
+    assert load_routerbench(tmp_path / "rb.csv", strip_few_shot=True)[0].query == "Q: 3+3?\nA) 6\nAnswer:"
+    assert load_routerbench(tmp_path / "rb.csv")[0].query == prompt
+
+
+class _Payload:
+    """Unpickling this creates the marker file: a pickle's code runs when it is read."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_routerbench_pickle_is_refused_without_opt_in(tmp_path):
+    import pickle
+    import subprocess
+    import sys
+
+    marker = tmp_path / "PWNED"
+    evil = tmp_path / "routerbench.pkl"
+    evil.write_bytes(pickle.dumps(_Payload(marker)))
+    with raises_naming("routerbench.pkl", "allow_pickle"):
+        load_routerbench(evil)
+    assert not marker.exists()
+    # The real entry point: one `error:` line naming the opt-in, exit 2, nothing ran.
+    p = subprocess.run([sys.executable, "-m", "router_lab.train", "data=routerbench", f"data.train.path={evil}",
+                        f"paths.cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / 'run'}", "logger=none",
+                        "extras.print_config=false"], capture_output=True, text=True, cwd=Path(__file__).parents[1])
+    assert p.returncode == 2, p.stderr[-2000:]
+    errors = [line for line in p.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "allow_pickle" in errors[0] and "Traceback" not in p.stderr
+    assert not marker.exists()
 
 
 # ---------------------------------------------------------------- Chatbot Arena

@@ -204,3 +204,53 @@ def test_every_loss_passes_a_finite_nonzero_gradient():
         loss.backward()
         assert torch.isfinite(leaf.grad).all(), name
         assert leaf.grad.abs().sum() > 0, name
+
+
+# ---- tie-breaking among equally-scored LLMs ---------------------------------------------------
+
+
+def test_rank_llms_pool_order_is_the_papers_rule():
+    from router_lab.losses import rank_llms
+
+    scores = torch.tensor([[1.0, 0.0, 1.0, 1.0]])
+    assert rank_llms(scores, "pool_order").tolist() == [[0, 2, 3, 1]]
+
+
+def test_rank_llms_cheapest_prefers_the_cheaper_equally_correct_llm():
+    from router_lab.losses import rank_llms
+
+    scores = torch.tensor([[1.0, 0.0, 1.0, 1.0], [0.0, 1.0, 1.0, 0.0]])
+    costs = torch.tensor([3.0, 0.5, 1.0, 2.0])
+    # row 0: correct LLMs 0, 2, 3 by cost (1.0, 2.0, 3.0) -> 2, 3, 0; then the wrong LLM 1
+    # row 1: correct 1 (0.5) before 2 (1.0); wrong 3 (2.0) before 0 (3.0)
+    order = rank_llms(scores, "cheapest", costs, torch.Generator().manual_seed(0))
+    assert order.tolist() == [[2, 3, 0, 1], [1, 2, 3, 0]]
+    with pytest.raises(ValueError, match="needs costs"):
+        rank_llms(scores, "cheapest")
+
+
+def test_rank_llms_random_has_no_pool_order_bias():
+    from router_lab.losses import rank_llms
+
+    # LLMs 0, 1, 2 are tied at 1, LLM 3 is wrong: over many draws each tied LLM comes first
+    # about a third of the time, and the wrong one never before a correct one.
+    g = torch.Generator().manual_seed(0)
+    scores = torch.tensor([[1.0, 1.0, 1.0, 0.0]]).repeat(3000, 1)
+    order = rank_llms(scores, "random", generator=g)
+    first = torch.bincount(order[:, 0], minlength=4).float() / 3000
+    assert first[3] == 0 and torch.allclose(first[:3], torch.full((3,), 1 / 3), atol=0.03)
+    assert (order[:, 3] == 3).all()
+    with pytest.raises(ValueError, match="tie_break"):
+        rank_llms(scores, "alphabetical")
+
+
+def test_sample_llm_loss_positive_follows_the_tie_break():
+    # LLMs 0 and 1 are tied correct (0 is dearer), LLM 2 wrong; top_k=1, last_k=1 -> negative LLM 2.
+    # Positive LLM 0 (pool order): -log(e^0 / (e^0 + e^0)) = ln 2.
+    # Positive LLM 1 (cheapest):   -log(e^ln3 / (3 + 1)) = ln(4/3).
+    logits = torch.tensor([[0.0, math.log(3.0), 0.0]])
+    scores = torch.tensor([[1.0, 1.0, 0.0]])
+    costs = torch.tensor([2.0, 1.0, 0.5])
+    assert sample_llm_contrastive_loss(logits, scores, 1, 1, tie_break="pool_order").item() == pytest.approx(LN2)
+    assert sample_llm_contrastive_loss(logits, scores, 1, 1, tie_break="cheapest", costs=costs).item() \
+        == pytest.approx(math.log(4 / 3))

@@ -18,7 +18,6 @@ from router_lab.metrics import (
     routing_accuracy,
     selection_precision_recall_f1,
     top1_accuracy,
-    willingness_to_pay_choice,
 )
 
 NAN = float("nan")
@@ -149,17 +148,11 @@ LLM_COSTS = np.array([0.0, 1.0])
 TRUE_SCORES = np.array([[0.0, 1.0], [1.0, 1.0]])
 
 
-def test_willingness_to_pay_choice():
+def test_cost_quality_curve():
+    # policy.choose_llm (lambda * quality - cost):
     # lam=1:   row 0: 0.5 vs 0.9-1=-0.1 -> 0;  row 1: 0.8 vs -0.15 -> 0
     # lam=10:  row 0: 5 vs 8 -> 1;              row 1: 8 vs 7.5 -> 0
-    # lam=100: row 0: 50 vs 89 -> 1;            row 1: 80 vs 84 -> 1
-    np.testing.assert_array_equal(willingness_to_pay_choice(PRED_QUALITY, LLM_COSTS, 1.0), [0, 0])
-    np.testing.assert_array_equal(willingness_to_pay_choice(PRED_QUALITY, LLM_COSTS, 10.0), [1, 0])
-    np.testing.assert_array_equal(willingness_to_pay_choice(PRED_QUALITY, np.tile(LLM_COSTS, (2, 1)), 100.0), [1, 1])
-
-
-def test_cost_quality_curve():
-    # choices as above; quality = mean true score of the chosen LLM.
+    # lam=100: row 0: 50 vs 89 -> 1;            row 1: 80 vs 84 -> 1 quality = mean true score of the chosen LLM.
     curve = cost_quality_curve(PRED_QUALITY, TRUE_SCORES, LLM_COSTS, "multi_attempt", [1.0, 10.0, 100.0])
     assert curve == [
         {"lambda": 1.0, "cost": 0.0, "quality": 0.5},
@@ -199,3 +192,25 @@ def test_aiq():
 def test_aiq_single_cost_is_the_best_quality_there():
     assert aiq([1.0], [0.7]) == pytest.approx(0.7)
     assert aiq([1.0, 1.0], [0.3, 0.7]) == pytest.approx(0.7)
+
+
+def test_aiq_over_a_given_cost_range():
+    # Hull (0, 0.2) (2, 0.8) (3, 0.8) as above.
+    costs, quals = [0, 1, 2, 3], [0.2, 0.3, 0.8, 0.5]
+    # Over [1, 4]: trapezoid 1..2 = (0.5 + 0.8)/2 = 0.65, then flat 0.8 for 2 -> 0.65 + 1.6 = 2.25; / 3 = 0.75
+    assert aiq(costs, quals, (1.0, 4.0)) == pytest.approx(0.75)
+    # A hull that starts at cost 1 has quality 0 over [0, 1]: (0 + 0.8 * 1) / 2 over [0, 2] with points (1, .8)
+    assert aiq([1.0], [0.8], (0.0, 2.0)) == pytest.approx(0.4)
+    assert aiq(costs, quals, (0.0, 3.0)) == pytest.approx(aiq(costs, quals))
+
+
+def test_hull_quality_at_and_cost_to_reach():
+    from router_lab.metrics import cost_to_reach, hull_quality_at
+
+    costs, quals = [0, 1, 2, 3], [0.2, 0.3, 0.8, 0.5]
+    np.testing.assert_allclose(hull_quality_at(costs, quals, [0.0, 1.0, 2.5, 9.0]), [0.2, 0.5, 0.8, 0.8])
+    assert hull_quality_at([1.0, 2.0], [0.5, 0.6], 0.5) == 0.0  # cheaper than any point: out of reach
+    # 0.5 is reached at cost 1 on the chord (0, 0.2)-(2, 0.8); 0.9 never.
+    assert cost_to_reach(costs, quals, 0.5) == pytest.approx(1.0)
+    assert cost_to_reach(costs, quals, 0.1) == 0.0
+    assert math.isnan(cost_to_reach(costs, quals, 0.9))

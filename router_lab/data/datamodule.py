@@ -26,7 +26,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from router_lab.data.records import DataError, RoutingRecord, check_scores
-from router_lab.data.sources import load_records
+from router_lab.data.sources import expand_paths, load_records
 from router_lab.encoders import EncoderSpec, embed_texts, load_tokenizer
 from router_lab.pool import LLMPool
 
@@ -127,12 +127,13 @@ class Collate:
         return out
 
 
-def _as_list(x) -> list:
+def _as_list(x, where: str = "data") -> list:
+    """Source specs, one per file: a spec or a list of specs, each ``path`` expanded
+    (a list of paths or a glob: see ``sources.expand_paths``)."""
     if x is None:
         return []
-    if isinstance(x, Mapping) and "loader" in x:
-        return [dict(x)]
-    return [dict(s) for s in x]
+    specs = [dict(x)] if isinstance(x, Mapping) and "loader" in x else [dict(s) for s in x]
+    return [e for s in specs for e in expand_paths(s, where)]
 
 
 class RouterDataModule(L.LightningDataModule):
@@ -156,14 +157,23 @@ class RouterDataModule(L.LightningDataModule):
         pad_to_max_length: bool = False,
         device: str = "cpu",
         path: str | None = None,
+        dir: str | None = None,
+        truncation_side: str | None = None,
     ):
-        """``path``: a base directory the source specs may interpolate (``${data.path}``),
-        e.g. a generator run dir for ``data=synthetic_generated data.path=...``."""
+        """``path`` / ``dir``: a base file or directory the source specs may interpolate
+        (``${data.path}``, ``${data.dir}``), e.g. a generator run dir for
+        ``data=synthetic_generated data.path=...``. ``truncation_side``: the side this data's
+        long prompts should be cut from; the encoder configs read it (``encoder.truncation_side``
+        wins when given)."""
         super().__init__()
         self.path = path
+        self.dir = dir
         self.train_spec = train
         self.val_spec = val
-        self.test_spec = dict(test) if test else None
+        # One spec (``loader`` key; its path may list or glob several files) is the set
+        # "test", split by task; otherwise a mapping name -> spec.
+        self.test_spec = ({"test": dict(test)} if isinstance(test, Mapping) and "loader" in test else dict(test)) \
+            if test else None
         self.pool_cfg = dict(llm_pool or {})
         self.encoder = EncoderSpec.from_config(encoder or {})
         self.split_cfg = {"val_fraction": 0.1, "test_fraction": 0.2, "seed": 0, **dict(split or {})}
@@ -250,13 +260,19 @@ class RouterDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self._ready:
             return
-        train_recs, names = self._load(_as_list(self.train_spec), "data.train")
+        train_recs, names = self._load(_as_list(self.train_spec, "data.train"), "data.train")
         val_specs = self.val_spec
         test_named: dict[str, list[RoutingRecord]] = {}
         seed = int(self.split_cfg["seed"])
-        if self.test_spec:
-            for tname, spec in self.test_spec.items():
-                recs, n2 = self._load(_as_list(spec), f"data.test.{tname}")
+        # Optional test sources whose files are absent drop out; with none left, carve.
+        test_specs = {k: sp for k, spec in (self.test_spec or {}).items()
+                      if (sp := _as_list(spec, f"data.test.{k}"))}
+        if self.test_spec and not test_specs:
+            log.info("data.test: no test files found; carving a held-out test split (test_fraction=%s) out of train",
+                     self.split_cfg["test_fraction"])
+        if test_specs:
+            for tname, spec in test_specs.items():
+                recs, n2 = self._load(spec, f"data.test.{tname}")
                 names.update(n2)
                 test_named[tname] = recs
         else:
@@ -267,7 +283,7 @@ class RouterDataModule(L.LightningDataModule):
         elif val_specs == "train":  # RouterDC's protocol: select checkpoints on the training sets
             val_recs = list(train_recs)
         else:
-            val_recs, n2 = self._load(_as_list(val_specs), "data.val")
+            val_recs, n2 = self._load(_as_list(val_specs, "data.val"), "data.val")
             names.update(n2)
 
         if not self.allow_partial_scores:

@@ -91,9 +91,22 @@ def _read_jsonl(p: Path) -> list[tuple[str, dict]]:
     return rows
 
 
-def _read_frame(p: Path, fmt: str):
+PICKLE_RISK = "unpickling runs whatever code the file names"
+
+
+def _read_frame(p: Path, fmt: str, allow_pickle: bool = False):
+    """A table file as a DataFrame. Pickles are code, not data: they are read only with
+    ``allow_pickle=True`` (the source's explicit opt-in), with a warning naming the risk."""
     import pandas as pd
 
+    if fmt == "pkl" and not allow_pickle:
+        # Checked before the file is opened: nothing in it may run.
+        raise DataError(f"{p}: is a pickle, and {PICKLE_RISK}; refusing to load it. Convert it to CSV/Parquet "
+                        "(pd.read_pickle(f).to_parquet(...) on a machine you trust), or set allow_pickle: true "
+                        "on this source if you trust the file")
+    if fmt == "pkl":
+        log.warning("%s: loading a pickle because the source sets allow_pickle=true; %s: only do this for a "
+                    "file you trust", p, PICKLE_RISK)
     try:
         if fmt == "csv":
             df = pd.read_csv(p)
@@ -281,6 +294,83 @@ def _check_pool(
     return pool
 
 
+MISSING_SCORE_POLICIES = ("error", "drop_record", "mask")
+DUPLICATE_ID_POLICIES = ("error", "keep_first", "suffix")
+
+
+def _check_policy(p: Path, name: str, value: str, allowed: Sequence[str]) -> str:
+    if value not in allowed:
+        raise DataError(f"{p}: {name}={value!r}; expected one of {list(allowed)}")
+    return value
+
+
+def _apply_score_policies(
+    pairs: list[tuple[str, RoutingRecord]],
+    pool: Sequence[str] | None,
+    p: Path,
+    on_missing_score: str = "error",
+    on_duplicate_id: str = "error",
+) -> list[tuple[str, RoutingRecord]]:
+    """The one place a score table's missing scores and repeated ids are handled.
+
+    A score is missing when its cell is empty/NaN or the record lacks a pool LLM (the pool:
+    ``pool``, else the first scored record's LLMs). ``on_missing_score``: ``error`` (one line
+    naming the row and LLM), ``drop_record`` (the row goes; counts are logged), ``mask`` (the
+    row stays with that LLM unscored: NaN in the arrays, ignored by losses and metrics; the
+    data config needs ``allow_partial_scores: true``). ``on_duplicate_id`` (after dropping):
+    ``error``, ``keep_first`` (later rows with a seen id go; counted) or ``suffix`` (the k-th
+    repeat gets id ``<id>#k``)."""
+    _check_policy(p, "on_missing_score", on_missing_score, MISSING_SCORE_POLICIES)
+    _check_policy(p, "on_duplicate_id", on_duplicate_id, DUPLICATE_ID_POLICIES)
+    if pool is None:  # as _check_pool: the first scored record's LLMs
+        pool = next((list(r.scores) for _, r in pairs if r.scores), [])
+    kept, dropped, masked = [], Counter(), Counter()
+    for where, r in pairs:
+        if not r.scores:  # label-only rows are not score rows
+            kept.append((where, r))
+            continue
+        missing = [n for n in pool if _is_missing(_plain(r.scores.get(n)))]
+        if not missing:
+            kept.append((where, r))
+        elif on_missing_score == "error":
+            raise DataError(f"{where}: record {r.id!r} has no score for LLM(s) {missing} (empty or nan); expected a number >= 0 for "
+                            "every LLM (or set on_missing_score: drop_record | mask on this source)")
+        elif on_missing_score == "drop_record":
+            dropped.update(missing)
+        else:
+            r.scores = {n: v for n, v in r.scores.items() if n not in missing}
+            masked.update(missing)
+            kept.append((where, r))
+    n_dropped = len(pairs) - len(kept)
+    if n_dropped:
+        log.warning("%s: dropped %d of %d record(s) with a missing score (on_missing_score=drop_record); "
+                    "missing per LLM: %s", p, n_dropped, len(pairs), dict(sorted(dropped.items())))
+    if masked:
+        log.warning("%s: masked %d missing score(s) (on_missing_score=mask), per LLM: %s", p, sum(masked.values()),
+                    dict(sorted(masked.items())))
+    out, seen, uses = [], {}, Counter()
+    for where, r in kept:
+        if r.id in seen:
+            if on_duplicate_id == "error":
+                raise DataError(f"{where}: id {r.id!r} repeats {seen[r.id]}; expected unique ids (or set "
+                                "on_duplicate_id: keep_first | suffix on this source)")
+            uses[r.id] += 1
+            if on_duplicate_id == "keep_first":
+                continue
+            r.id = f"{r.id}#{uses[r.id]}"
+        else:
+            seen[r.id] = where
+        out.append((where, r))
+    if uses:
+        how = "kept the first, dropped" if on_duplicate_id == "keep_first" else "renamed <id>#k"
+        log.warning("%s: %d id(s) repeat (%d extra row(s); on_duplicate_id=%s: %s them)", p, len(uses),
+                    sum(uses.values()), on_duplicate_id, how)
+    if not out and pairs:
+        raise DataError(f"{p}: every record was dropped (on_missing_score={on_missing_score}); expected some rows "
+                        "with every score")
+    return out
+
+
 def _finish(records: list[RoutingRecord], p: Path, expected: str) -> list[RoutingRecord]:
     if not records:
         raise DataError(f"{p}: no records; expected {expected}")
@@ -459,6 +549,8 @@ def load_table(
     llm_names: Sequence[str] | None = None,
     score_columns: Mapping[str, str] | None = None,
     cost_columns: Mapping[str, str] | None = None,
+    on_missing_score: str = "error",
+    on_duplicate_id: str = "error",
 ) -> list[RoutingRecord]:
     """A JSONL / JSON-list / CSV / Parquet table, one record per row.
 
@@ -466,6 +558,7 @@ def load_table(
     same). Scores come from one ``{llm: score}`` column or from ``score_columns``
     (``{llm: column}``); costs likewise. A table without any score column is label-only
     (scores ``{}``). A row's task is its task column, else ``task``, else the file stem.
+    Missing scores and repeated ids: see :func:`_apply_score_policies`.
     """
     p = _existing_file(path)
     fmt = _format(p, format, ("jsonl", "json", "csv", "parquet"))
@@ -512,7 +605,9 @@ def load_table(
             score_type=_text(row.get(col["score_type"]), where, col["score_type"]) or score_type,
         )
         pairs.append((where, rec))
-    _check_pool(pairs, llm_names, require_scores=has_scores)
+    if has_scores:
+        pairs = _apply_score_policies(pairs, llm_names, p, on_missing_score, on_duplicate_id)
+    _check_pool(pairs, llm_names, require_scores=has_scores, allow_partial=on_missing_score == "mask")
     return _finish([r for _, r in pairs], p, "one row per record")
 
 
@@ -612,17 +707,29 @@ def load_routerbench(
     prompt_column: str = "prompt",
     score_type: str = "probability",
     require_costs: bool = True,
+    on_missing_score: str = "error",
+    on_duplicate_id: str = "error",
+    strip_few_shot: bool = False,
+    allow_pickle: bool = False,
 ) -> list[RoutingRecord]:
-    """RouterBench CSV / PKL: a prompt, an eval name, one score column per model and
-    ``<model>|total_cost`` beside each. The models are the score columns with a cost
-    column (``llm_names`` picks a subset); other columns (``sample_id``,
-    ``<model>|model_response``, ``oracle_model_to_route_to``) are not read."""
+    """RouterBench CSV / Parquet (or PKL with ``allow_pickle=True``): a prompt, an eval
+    name, one score column per model and ``<model>|total_cost`` beside each. The models are
+    the score columns with a cost column (``llm_names`` picks a subset); other columns
+    (``sample_id``, ``<model>|model_response``, ``oracle_model_to_route_to``) are not read.
+
+    ``on_missing_score`` / ``on_duplicate_id``: see :func:`_apply_score_policies` (the
+    published ARC file has rows with one NaN score that also repeat a ``sample_id``; the
+    reference drops them). ``strip_few_shot``: keep only the final question of a k-shot
+    prompt (its last blank-line-separated block) as the text the router encodes.
+    Pickles run code when read: they are refused unless ``allow_pickle=True``."""
     import pandas as pd
 
     p = _existing_file(path)
     fmt = _format(p, None, ("csv", "pkl", "parquet"))
     score_type = _check_score_type(score_type, str(p))
-    df = _read_frame(p, fmt)
+    _check_policy(p, "on_missing_score", on_missing_score, MISSING_SCORE_POLICIES)
+    _check_policy(p, "on_duplicate_id", on_duplicate_id, DUPLICATE_ID_POLICIES)
+    df = _read_frame(p, fmt, allow_pickle=allow_pickle)
     columns = list(df.columns)
     for c in (prompt_column, task_column):
         if c not in columns:
@@ -668,6 +775,8 @@ def load_routerbench(
         prompt = _prompt_text(row[prompt_column], where, prompt_column)
         if not prompt.strip():
             raise DataError(f"{where}: {prompt_column!r} is empty; expected the prompt text")
+        if strip_few_shot:
+            prompt = final_question(prompt)
         task = _text(row[task_column], where, task_column)
         if not task:
             raise DataError(f"{where}: {task_column!r} is empty; expected the eval name")
@@ -683,8 +792,16 @@ def load_routerbench(
             score_type=score_type,
         )
         pairs.append((where, rec))
-    _check_pool(pairs, models)
+    pairs = _apply_score_policies(pairs, models, p, on_missing_score, on_duplicate_id)
+    _check_pool(pairs, models, allow_partial=on_missing_score == "mask")
     return _finish([r for _, r in pairs], p, "one row per prompt")
+
+
+def final_question(prompt: str) -> str:
+    """The last blank-line-separated block of a k-shot prompt: the question actually asked
+    (RouterBench's ARC/Winogrande prompts put 5 solved exemplars first)."""
+    blocks = [b for b in re.split(r"\n\s*\n", prompt.strip()) if b.strip()]
+    return blocks[-1].strip() if blocks else prompt
 
 
 # ---------------------------------------------------------------- Chatbot Arena

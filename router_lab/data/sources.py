@@ -59,6 +59,7 @@ def resolve_loader(spec: Mapping[str, Any], where: str = "data") -> tuple[Callab
     """The loader function and its keyword arguments, checked against its signature."""
     spec = dict(spec)
     name = spec.pop("loader", None)
+    spec.pop("optional", None)  # a source-spec key (``expand_paths``), not the loader's
     loaders = registry()
     if name not in loaders:
         raise DataError(f"{where}: loader {name!r} is unknown; expected one of {sorted(loaders)}")
@@ -115,6 +116,31 @@ def load_source(spec: Mapping[str, Any], cache_dir: str | os.PathLike | None = N
             shutil.rmtree(tmp, ignore_errors=True)
         ds = load_from_disk(str(target))
     return ds
+
+
+def expand_paths(spec: Mapping[str, Any], where: str = "data") -> list[dict]:
+    """One spec per file: ``path`` may be one path, a glob (``dir/*_train.csv``) or a list of
+    either; each match becomes its own source (sorted within a glob). A glob that matches
+    nothing is an error unless the spec says ``optional: true`` (then: no sources)."""
+    import glob
+
+    spec = dict(spec)
+    optional = bool(spec.pop("optional", False))
+    paths = spec.get("path")
+    if paths is None or isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    out = []
+    for path in paths:
+        if path is None or not glob.has_magic(str(path)):
+            if optional and (path is None or not Path(str(path)).exists()):
+                continue
+            out.append({**spec, "path": path} if path is not None else spec)
+            continue
+        matches = sorted(glob.glob(str(path)))
+        if not matches and not optional:
+            raise DataError(f"{where}: no file matches {path}; expected at least one (check data.dir / the path)")
+        out += [{**spec, "path": m} for m in matches]
+    return out
 
 
 def load_records(spec: Mapping[str, Any], cache_dir=None, where: str = "data") -> tuple[list[RoutingRecord], list[str]]:

@@ -26,6 +26,7 @@ from router_lab.models.common import (
     llm_index,
     mlp,
 )
+from router_lab.policy import apply_fallback
 
 
 class ClassifierRouter(RouterModule):
@@ -91,8 +92,10 @@ class ClassifierRouter(RouterModule):
         probs = logits.softmax(-1)
         confidence, category = probs.max(-1)
         llm = self.category_llm[category]
-        fallback = (confidence < self.confidence_threshold) | (llm < 0)
-        llm = torch.where(fallback, torch.full_like(llm, self.fallback_index), llm)
+        # Unmapped categories (-1) always take the fallback; low confidence per the policy.
+        unmapped = llm < 0
+        llm, fallback = apply_fallback(torch.where(unmapped, torch.full_like(llm, self.fallback_index), llm),
+                                       confidence, self.confidence_threshold, self.fallback_index, unmapped)
         # Per-LLM utility: the probability mass of the categories each LLM serves
         # (unmapped categories count for the fallback LLM).
         n = len(self.llm_names)

@@ -223,15 +223,18 @@ class RankRouter(RouterModule):
         return (q @ m.T) / self.hparams.temperature
 
     def decide(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """``llm`` (B,) the best-scoring LLM, ``utilities`` (B, L) the scores, ``confidence``
-        (B,) its softmax share, ``fallback`` (B,) always False."""
+        """``llm`` (B,) the best-scoring LLM, ``utilities`` (B, L) ``sigmoid`` of the scores (the
+        utility contract of ``router_lab.policy``: [0, 1], higher is better; for ``loss=bce``
+        the predicted score itself), ``confidence`` (B,) its softmax share, ``fallback`` (B,)
+        always False, ``logits`` the raw scores. (float64: sigmoid saturates at |x| > 17 in float32,
+        which would tie LLMs the scores still order.)"""
         return self._decide(self(batch))
 
     @staticmethod
     def _decide(logits: torch.Tensor) -> dict[str, torch.Tensor]:
         llm = logits.argmax(-1)
         confidence = logits.float().softmax(-1).gather(1, llm[:, None]).squeeze(1)
-        return {"llm": llm, "utilities": logits, "confidence": confidence,
+        return {"llm": llm, "utilities": logits.double().sigmoid(), "logits": logits, "confidence": confidence,
                 "fallback": torch.zeros_like(llm, dtype=torch.bool)}
 
     # ------------------------------------------------------------------ training

@@ -22,7 +22,6 @@ monotone in the similarity, so at ``cost_lambda = inf`` routing equals the plain
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -33,10 +32,12 @@ from torch import nn
 from router_lab.errors import UserError
 from router_lab.evaluation import OutputCollector
 from router_lab.losses import (
+    TIE_BREAKS,
     cluster_contrastive_loss,
     sample_llm_contrastive_loss,
     task_contrastive_loss,
 )
+from router_lab.policy import choose_llm
 from router_lab.models.common import (
     RouterModule,
     adamw_with_warmup,
@@ -83,6 +84,7 @@ class RouterDC(RouterModule):
         lr_schedule: str = "constant",
         cost_rate: float = 0.0,
         cost_lambda: float | None = None,
+        tie_break: str = "random",
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -92,6 +94,8 @@ class RouterDC(RouterModule):
         self.data_info = info
         if similarity not in SIMILARITIES:
             raise UserError(f"model.similarity={similarity!r}; expected one of {list(SIMILARITIES)}")
+        if tie_break not in TIE_BREAKS:
+            raise UserError(f"model.tie_break={tie_break!r}; expected one of {list(TIE_BREAKS)}")
         if lr_schedule not in LR_SCHEDULES:
             raise UserError(f"model.lr_schedule={lr_schedule!r}; expected one of {list(LR_SCHEDULES)}")
         self.encoder = build_query_encoder(encoder)
@@ -140,13 +144,8 @@ class RouterDC(RouterModule):
                 cost_lambda: float | None = None) -> dict[str, torch.Tensor]:
         quality = logits.float().softmax(-1)
         lam = self.hparams.cost_lambda if cost_lambda is None else cost_lambda
-        if lam is None or (isinstance(lam, float) and math.isinf(lam)):
-            llm = logits.argmax(-1)
-        else:
-            costs = batch.get("costs")
-            if costs is None:
-                costs = torch.tensor(self.llm_costs, device=logits.device).expand_as(quality)
-            llm = (float(lam) * quality - costs.to(quality.dtype)).argmax(-1)
+        costs = batch.get("costs")
+        llm = choose_llm(quality, self.llm_costs if costs is None else costs, lam, default=logits.argmax(-1))
         confidence = quality.gather(1, llm[:, None]).squeeze(1)
         return {"llm": llm, "utilities": quality, "confidence": confidence, "logits": logits,
                 "fallback": torch.zeros_like(llm, dtype=torch.bool)}
@@ -163,8 +162,11 @@ class RouterDC(RouterModule):
     def losses(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         hp = self.hparams
         logits, q = self(batch)
+        costs = batch.get("costs")
+        if hp.tie_break == "cheapest" and costs is None:
+            costs = torch.tensor(self.llm_costs, device=logits.device)
         parts = {"sample_llm": sample_llm_contrastive_loss(logits, self.training_targets(batch), hp.top_k, hp.last_k,
-                                                           hp.neg_score_max)}
+                                                           hp.neg_score_max, hp.tie_break, costs)}
         if hp.cluster_loss_weight:
             parts["cluster"] = cluster_contrastive_loss(q, batch["cluster_id"], hp.H, hp.sample_temperature)
         if hp.task_loss_weight:
