@@ -282,11 +282,23 @@ def test_proxy_forwards_by_category_and_says_it_in_headers(label_run):
         create_app(Router.load(run, route_map={"policy": {"category_map": {"weather": "w"}}}))
 
 
+def test_the_clinc150_route_map_names_clinc_domains_and_its_endpoints():
+    from router_lab.api import load_route_map
+
+    rm = load_route_map(Path(__file__).resolve().parents[1] / "conf" / "route_map" / "clinc150.yaml")
+    assert rm["policy"]["default_llm"] in rm["endpoints"] and rm["policy"]["fallback_llm"] in rm["endpoints"]
+    assert set(rm["policy"]["category_map"].values()) <= set(rm["endpoints"])
+    if CLINC.is_file():
+        domains = json.loads((CLINC.parent / "domains.json").read_text())
+        assert set(rm["policy"]["category_map"]) <= set(domains)
+
+
 # ------------------------------------------------------------------ CLINC150 (../shared)
 
 CLINC = Path(os.environ.get("ROUTER_LAB_DATA_DIR", SHARED_DATA)) / "clinc150" / "clinc150_train_val.json"
 
 
+@pytest.mark.slow  # ~100 s of CPU: encodes all 21 000 CLINC150 texts
 @pytest.mark.skipif(not CLINC.is_file(), reason=f"CLINC150 not found at {CLINC} (../shared/data or "
                                                 "ROUTER_LAB_DATA_DIR)")
 def test_clinc150_domain_router_calibrates_on_val_and_oos_val(tmp_path, capsys):
