@@ -4,7 +4,7 @@
     router = Router.load("outputs/export/my_router")     # an export dir (python -m router_lab.export)
     router = Router.load("outputs/train/runs/<run>")     # or a run dir / a .ckpt inside one
     d = router.route("What is the integral of x^2?")
-    d.llm, d.confidence, d.scores, d.fallback, d.cost
+    d.llm, d.confidence, d.scores, d.fallback, d.cost, d.category
     router.route([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"},
                   {"role": "user", "content": "now prove Fermat's little theorem"}])
     router.route_batch(["q1", "q2"])
@@ -16,8 +16,15 @@ and applies the serving policy on top of the decision, in this order:
 
 1. ``cost_lambda`` (from ``router_lab.calibrate``): choose argmax over LLMs of
    ``cost_lambda * utility - cost`` instead of the router's own choice;
-2. ``categories``: a category -> LLM override (classifier routers);
+2. ``category_map``: a category -> LLM override (classifier routers);
 3. ``confidence_threshold`` / ``fallback_llm``: below the threshold, take the fallback LLM.
+
+A category ("label") router -- a classifier trained on label data such as CLINC150 intents,
+whose training pool may be empty -- routes by category instead (:func:`label_decision`):
+its LLM is ``category_map[category]``, else ``default_llm``; below ``confidence_threshold``
+the query is out of scope (``fallback=True``) and goes to ``fallback_llm`` (default:
+``default_llm``); with no LLM configured the decision's ``llm`` is None and the category and
+confidence are the answer. The LLMs the policy names join the router's pool.
 
 An export dir holds ``router.yaml`` (class, hyper-parameters, pool, policy, route map),
 ``model.safetensors`` (the LightningModule's state dict) and ``encoder/`` (backbone and
@@ -37,11 +44,11 @@ from router_lab.data.records import render_conversation
 from router_lab.encoders import EncoderSpec, QueryEncoder, load_tokenizer
 from router_lab.errors import UserError
 from router_lab.runs import ENCODER_DIR, EXPORT_FORMAT, EXPORT_MARKER, ROUTER_YAML, WEIGHTS, load_router_model  # noqa: F401
-from router_lab.policy import apply_fallback, choose_llm
+from router_lab.policy import apply_fallback, choose_llm, label_decision
 
 log = logging.getLogger("router_lab.api")
 
-POLICY_KEYS = ("confidence_threshold", "fallback_llm", "cost_lambda", "categories")
+POLICY_KEYS = ("confidence_threshold", "fallback_llm", "cost_lambda", "category_map", "default_llm")
 QUANTIZE = ("int8",)
 
 Query = str | Sequence[Mapping[str, Any]]
@@ -51,9 +58,11 @@ Query = str | Sequence[Mapping[str, Any]]
 class RoutingDecision:
     """One routing decision. ``scores`` are the router's per-LLM utilities (what it
     ranks LLMs by: probabilities, quality estimates, ...); ``cost`` is the pool's cost of
-    the chosen LLM (None when the pool has no costs)."""
+    the chosen LLM (None when the pool has no costs). Category routers also give the
+    ``category`` (their top one, also when falling back); ``fallback`` is then the
+    out-of-scope decision, and ``llm`` is None when no LLM is configured for the query."""
 
-    llm: str
+    llm: str | None
     confidence: float
     scores: dict[str, float]
     fallback: bool
@@ -72,15 +81,21 @@ class Policy:
     confidence_threshold: float | None = None
     fallback_llm: str | None = None
     cost_lambda: float | None = None
-    categories: dict[str, str] = field(default_factory=dict)
+    category_map: dict[str, str] = field(default_factory=dict)
+    default_llm: str | None = None
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any] | None, where: str) -> "Policy":
         cfg = dict(cfg or {})
+        if "categories" in cfg and "category_map" not in cfg:  # the key's earlier name
+            cfg["category_map"] = cfg.pop("categories")
         unknown = sorted(set(cfg) - set(POLICY_KEYS))
         if unknown:
             raise UserError(f"{where}: unknown policy key(s) {unknown}; expected some of {list(POLICY_KEYS)}")
-        cfg["categories"] = dict(cfg.get("categories") or {})
+        cmap = cfg.get("category_map") or {}
+        if not isinstance(cmap, Mapping):
+            raise UserError(f"{where}: category_map is {type(cmap).__name__}; expected {{category: llm}}")
+        cfg["category_map"] = {str(k): str(v) for k, v in cmap.items()}
         return cls(**cfg)
 
     def merged(self, other: "Policy") -> "Policy":
@@ -90,8 +105,14 @@ class Policy:
             else self.confidence_threshold,
             fallback_llm=other.fallback_llm or self.fallback_llm,
             cost_lambda=other.cost_lambda if other.cost_lambda is not None else self.cost_lambda,
-            categories={**self.categories, **other.categories},
+            category_map={**self.category_map, **other.category_map},
+            default_llm=other.default_llm or self.default_llm,
         )
+
+    def llms(self) -> list[str]:
+        """The LLMs the policy names (category_map, default_llm, fallback_llm), in order."""
+        names = [*self.category_map.values(), self.default_llm, self.fallback_llm]
+        return list(dict.fromkeys(n for n in names if n))
 
     def to_config(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v not in (None, {})}
@@ -150,10 +171,15 @@ class Router:
         hp = model.hparams
         info = dict(hp["data_info"])
         self.target = meta.get("_target_") or f"{type(model).__module__}.{type(model).__name__}"
-        self.llm_names: list[str] = list(info["llm_names"])
+        #: the LLMs the router was trained over (empty for a category router on label-only data)
+        self.model_llm_names: list[str] = list(info["llm_names"])
+        self.llm_names: list[str] = list(self.model_llm_names)
         costs = info.get("llm_costs") or []
         self.llm_costs: list[float] | None = [float(c) for c in costs] if costs and any(costs) else None
         self.categories: list[str] = list(getattr(model, "categories", None) or info.get("categories") or [])
+        #: a category router trained on labels (not on each query's best LLM): routes by category_map
+        self.label_router = info.get("label_kind") == "label" and bool(self.categories) and \
+            hasattr(model, "category_llm")
         self.spec = EncoderSpec.from_config(hp["encoder"])
         self.tokenizer = load_tokenizer(self.spec)
         # Frozen routers were trained on cached embeddings and hold only their head: embed
@@ -179,6 +205,8 @@ class Router:
         self.policy = Policy.from_config(meta.get("policy"), "router.yaml policy")
         if self.route_map.get("policy"):
             self.policy = self.policy.merged(Policy.from_config(self.route_map["policy"], "route_map policy"))
+        if self.label_router:  # the LLMs its category_map / default / fallback name join the pool
+            self.llm_names += [n for n in self.policy.llms() if n not in self.llm_names]
         self._check_policy()
         self._warned_truncation = False
         self.quantize = quantize
@@ -240,13 +268,22 @@ class Router:
 
     def _check_policy(self) -> None:
         pol = self.policy
-        for what, name in [("fallback_llm", pol.fallback_llm), *[(f"categories.{c}", l)
-                                                                  for c, l in pol.categories.items()]]:
+        for what, name in [("fallback_llm", pol.fallback_llm), *[(f"category_map.{c}", l)
+                                                                  for c, l in pol.category_map.items()]]:
             if name is not None and name not in self.llm_names:
                 raise UserError(f"policy {what}: unknown LLM {name!r}; the pool is {self.llm_names}")
-        for c in pol.categories:
+        for c in pol.category_map:
             if c not in self.categories:
-                raise UserError(f"policy categories: unknown category {c!r}; the router's categories are {self.categories}")
+                shown = self.categories if len(self.categories) <= 12 else [*self.categories[:12], "..."]
+                raise UserError(f"policy category_map: unknown category {c!r}; the router's categories are {shown}")
+        if self.label_router:
+            if pol.cost_lambda is not None:
+                raise UserError("policy cost_lambda: a category router routes by category_map, not by a cost "
+                                "trade-off; expected category_map / default_llm / confidence_threshold")
+            return
+        if pol.default_llm is not None:
+            raise UserError(f"policy default_llm: only for category routers trained on labels; {self.target} "
+                            "scores LLMs (use fallback_llm with confidence_threshold)")
         if pol.confidence_threshold is not None and pol.fallback_llm is None:
             raise UserError("policy confidence_threshold is set but fallback_llm is not; expected both")
         if pol.cost_lambda is not None and self.llm_costs is None:
@@ -317,6 +354,8 @@ class Router:
     def apply_policy(self, d: Mapping[str, torch.Tensor], policy: Policy | None = None) -> dict[str, torch.Tensor]:
         """The serving policy (module docstring) on a raw decision: new llm / fallback."""
         pol = policy or self.policy
+        if self.label_router and "probs" in d:
+            return {**d, **self._label_policy(d["probs"], pol)}
         util = d["utilities"].float()
         llm = d["llm"].clone()
         fallback = d["fallback"].clone().bool()
@@ -324,14 +363,32 @@ class Router:
         if pol.cost_lambda is not None and self.llm_costs is not None:
             llm = choose_llm(util, self.llm_costs, float(pol.cost_lambda))
             fallback = torch.zeros_like(fallback)
-        if pol.categories and "category" in d:
-            for c, name in pol.categories.items():
+        if pol.category_map and "category" in d:
+            for c, name in pol.category_map.items():
                 hit = d["category"] == self.categories.index(c)
                 llm = torch.where(hit & ~fallback, torch.full_like(llm, self.llm_names.index(name)), llm)
         if pol.confidence_threshold is not None:
             llm, fallback = apply_fallback(llm, conf, pol.confidence_threshold, self.llm_names.index(pol.fallback_llm),
                                            fallback)
         return {**d, "llm": llm, "fallback": fallback}
+
+    def _label_policy(self, probs: torch.Tensor, pol: Policy) -> dict[str, torch.Tensor]:
+        """A category router's policy: each category's LLM is ``category_map``'s, else the
+        training-time ``category_to_llm``'s, else ``default_llm``, else the router's own
+        fallback; below the threshold (the policy's, else the router's) the query is out of
+        scope and goes to ``fallback_llm`` (else ``default_llm``, else the router's own)."""
+        model = self.model
+        own_fallback = getattr(model, "fallback_index", -1)
+        own_fallback = self.model_llm_names[own_fallback] if 0 <= own_fallback < len(self.model_llm_names) else None
+        trained_map = dict(model.hparams.get("category_to_llm") or {})
+        default = pol.default_llm or own_fallback
+        index = {n: i for i, n in enumerate(self.llm_names)}
+        cat_llm = [index.get(pol.category_map.get(c) or trained_map.get(c) or default, -1) for c in self.categories]
+        fallback = pol.fallback_llm or pol.default_llm or own_fallback
+        threshold = pol.confidence_threshold if pol.confidence_threshold is not None else \
+            getattr(model, "confidence_threshold", None)
+        return label_decision(probs, torch.tensor(cat_llm, dtype=torch.long), threshold, index.get(fallback, -1),
+                              len(self.llm_names))
 
     def _decisions(self, d: Mapping[str, torch.Tensor], truncated: list[bool]) -> list[RoutingDecision]:
         d = self.apply_policy(d)
@@ -342,12 +399,18 @@ class Router:
         cat = d["category"].cpu().tolist() if "category" in d and self.categories else None
         out = []
         for i in range(len(llm)):
+            name = self.llm_names[llm[i]] if llm[i] >= 0 else None
             out.append(RoutingDecision(
-                llm=self.llm_names[llm[i]], confidence=float(conf[i]),
+                llm=name, confidence=float(conf[i]),
                 scores={n: float(u) for n, u in zip(self.llm_names, util[i])}, fallback=bool(fb[i]),
-                cost=self.llm_costs[llm[i]] if self.llm_costs else None,
-                category=self.categories[cat[i]] if cat is not None else None, truncated=truncated[i]))
+                cost=self.cost_of(name), category=self.categories[cat[i]] if cat is not None else None,
+                truncated=truncated[i]))
         return out
+
+    def cost_of(self, llm: str | None) -> float | None:
+        """The pool's cost of an LLM; None without costs (or for an LLM only the policy names)."""
+        i = self.llm_names.index(llm) if llm in self.llm_names else -1
+        return self.llm_costs[i] if self.llm_costs and 0 <= i < len(self.llm_costs) else None
 
     # -------------------------------------------------------------- endpoints
     def endpoint(self, llm: str) -> dict | None:
@@ -358,6 +421,7 @@ class Router:
         return {"class": self.target, "llms": self.llm_names, "costs": self.llm_costs,
                 "encoder": self.spec.name, "pooling": self.spec.pooling, "max_length": self.spec.max_length,
                 "policy": self.policy.to_config(), "frozen": self.query_encoder is not None,
+                "label_router": self.label_router, "categories": len(self.categories),
                 "quantize": self.quantize, "runtime": self.runtime}
 
 

@@ -103,7 +103,7 @@ def export_router(router: Router, out: str | Path, route_map: dict | None = None
             "format": EXPORT_FORMAT,
             "_target_": router.target,
             "llm_pool": {"llms": [{"name": n, **({"cost": router.llm_costs[i]} if router.llm_costs else {})}
-                                  for i, n in enumerate(router.llm_names)]},
+                                  for i, n in enumerate(router.model_llm_names)]},
             "encoder": {"name": router.spec.name, "pooling": router.spec.pooling, "max_length": router.spec.max_length,
                         "truncation_side": router.spec.truncation_side, "frozen": router.spec.frozen},
             "policy": router.policy.to_config(),

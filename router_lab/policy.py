@@ -61,22 +61,43 @@ def choose_llm(utilities, costs=None, cost_lambda: float | None = None, default=
 
 def apply_fallback(llm, confidence, threshold: float | None, fallback_index: int | None, fallback=None):
     """(llm, fallback): rows whose ``confidence`` is below ``threshold`` go to
-    ``fallback_index`` and are flagged (``fallback`` ORs earlier flags in). No threshold or
-    no fallback LLM (None / negative index): unchanged."""
+    ``fallback_index`` and are flagged (``fallback`` ORs earlier flags in). A negative
+    ``fallback_index`` means "no LLM": low rows are flagged (out of scope) and get ``-1``.
+    No threshold or no fallback at all (None): unchanged."""
     if _is_torch(llm):
         import torch
 
         fb = torch.zeros_like(llm, dtype=torch.bool) if fallback is None else fallback.bool()
-        if threshold is None or fallback_index is None or fallback_index < 0:
+        if threshold is None or fallback_index is None:
             return llm, fb
         low = confidence < float(threshold)
-        return torch.where(low, torch.full_like(llm, int(fallback_index)), llm), fb | low
+        return torch.where(low, torch.full_like(llm, max(int(fallback_index), -1)), llm), fb | low
     llm = np.asarray(llm)
     fb = np.zeros(llm.shape, bool) if fallback is None else np.asarray(fallback, bool)
-    if threshold is None or fallback_index is None or fallback_index < 0:
+    if threshold is None or fallback_index is None:
         return llm, fb
     low = np.asarray(confidence) < float(threshold)
-    return np.where(low, int(fallback_index), llm), fb | low
+    return np.where(low, max(int(fallback_index), -1), llm), fb | low
+
+
+def label_decision(probs, category_llm, threshold: float | None = None, fallback_index: int = -1,
+                   n_llms: int = 0) -> dict:
+    """A category (label) router's decision from its category probabilities ``probs`` (B, C)
+    (torch): ``category`` (B,) the most probable one, ``confidence`` (B,) its probability,
+    ``llm`` (B,) ``category_llm[category]`` (-1: no LLM), ``fallback`` (B,) confidence below
+    ``threshold`` (out of scope; then ``llm = fallback_index``, -1 for none: see
+    :func:`apply_fallback`), and ``utilities`` (B, n_llms): the probability mass of the
+    categories each LLM serves (the utility contract above)."""
+    import torch
+
+    confidence, category = probs.max(-1)
+    category_llm = torch.as_tensor(category_llm).to(probs.device)
+    llm, fallback = apply_fallback(category_llm[category], confidence, threshold, fallback_index)
+    util = torch.zeros(probs.size(0), n_llms, device=probs.device, dtype=probs.dtype)
+    served = category_llm >= 0
+    if n_llms and served.any():
+        util.index_add_(1, category_llm[served], probs[:, served])
+    return {"category": category, "confidence": confidence, "llm": llm, "fallback": fallback, "utilities": util}
 
 
 def decide(utilities, costs=None, cost_lambda: float | None = None, default=None, confidence=None,

@@ -4,6 +4,8 @@
     python -m router_lab.route router=DIR mode=interactive                                    # prompt loop
     python -m router_lab.route router=DIR mode=batch input=queries.jsonl output=decisions.jsonl [on_error=stop]
     python -m router_lab.route router=DIR mode=evaluate data=test.jsonl out=outputs/route/eval
+    python -m router_lab.route router=DIR mode=evaluate data=../shared/data/clinc150/clinc150_train_val.json \
+        loader=clinc150 loader.split=val loader.label=intent loader.include_oos=true
 
 ``router`` is an export dir (python -m router_lab.export), a run dir or a .ckpt in one.
 Options are ``key=value``; an unknown key fails in one line. ``route_map=YAML`` adds a
@@ -20,7 +22,11 @@ evaluate: a records file (JSONL/JSON/CSV/Parquet, router_lab's table format: ``q
 ``label`` and/or ``scores`` {llm: score}, optional ``costs``) -> accuracy (category accuracy
 for labelled data, else "chose a best LLM"), ``acc_predict`` (mean score of the chosen LLM),
 mean cost, a per-class report and a confusion matrix, printed and written to ``out``
-(``report.txt``, ``metrics.json``, ``confusion.png``).
+(``report.txt``, ``metrics.json``, ``confusion.png``). ``loader=NAME`` reads ``data`` with
+another of router_lab's loaders (``router_lab.data.loaders.LOADERS``), ``loader.ARG=value``
+passing its arguments. For a category router, records whose label is none of its categories
+are out of scope: it reports in-scope accuracy (right category and not falling back) and
+out-of-scope recall (fell back), besides top-1 category accuracy ignoring the threshold.
 """
 from __future__ import annotations
 
@@ -67,6 +73,16 @@ def _convert(value: str, tp: Any, key: str) -> Any:
     return value
 
 
+def _yaml_value(value: str) -> Any:
+    """``true`` -> True, ``3`` -> 3, ``[a, b]`` -> a list, anything else the text itself."""
+    import yaml
+
+    try:
+        return yaml.safe_load(value)
+    except yaml.YAMLError:
+        return value
+
+
 def parse_options(argv: list[str], cls: type, doc: str | None = None):
     """``key=value`` arguments -> the dataclass ``cls``; unknown keys fail in one line."""
     hints = typing.get_type_hints(cls)
@@ -81,6 +97,10 @@ def parse_options(argv: list[str], cls: type, doc: str | None = None):
         key = key.lstrip("+").strip()
         if not eq:
             raise UserError(f"argument {arg!r} is not key=value; expected options from {known}")
+        group, dot, sub = key.partition(".")
+        if dot and sub and f"{group}_args" in known:  # loader.split=val -> loader_args["split"] = "val"
+            values.setdefault(f"{group}_args", {})[sub] = _yaml_value(value)
+            continue
         if key not in known:
             import difflib
 
@@ -122,6 +142,8 @@ class RouteOptions:
     quantize: str = ""       # int8: int8 dynamic quantisation of the encoder (CPU, ~2x faster)
     runtime: str = "torch"   # onnx: the encoder in ONNX Runtime (CPU; the fastest, see router_lab.onnx_runtime)
     trust_export: bool = False  # use the export dir's own route map endpoints (URLs, key variables)
+    loader: str = "table"    # evaluate: the loader reading data= (router_lab.data.loaders.LOADERS)
+    loader_args: dict = dataclasses.field(default_factory=dict)  # loader.ARG=value
 
 
 # ------------------------------------------------------------------ modes
@@ -131,7 +153,8 @@ def format_decision(d) -> str:
     scores = "  ".join(f"{n}={s:.3f}" for n, s in top)
     extra = (" (fallback)" if d.fallback else "") + (f" category={d.category}" if d.category else "") + \
             (f" cost={d.cost:g}" if d.cost is not None else "") + (" [truncated]" if d.truncated else "")
-    return f"-> {d.llm}  confidence={d.confidence:.3f}{extra}\n   scores: {scores}"
+    line = f"-> {d.llm or 'no LLM'}  confidence={d.confidence:.3f}{extra}"
+    return line + (f"\n   scores: {scores}" if scores else "")
 
 
 def run_single(router, opts: RouteOptions, out: TextIO | None = None) -> dict:
@@ -270,9 +293,10 @@ def evaluate_records(router, records, out_dir: Path | None = None, batch_size: i
     texts = [r.text for r in records]
     decisions = [d for chunk in iter_chunks(texts, batch_size) for d in router.route_batch(chunk)]
     names = router.llm_names
-    chosen = np.array([names.index(d.llm) for d in decisions])
     res: dict[str, Any] = {"n": len(records)}
-    has_scores = all(r.scores for r in records) and records
+    # LLM metrics need an LLM for every query (a category router without a route map has none)
+    has_scores = all(r.scores for r in records) and records and all(d.llm is not None for d in decisions)
+    chosen = np.array([names.index(d.llm) for d in decisions]) if has_scores else None
     if has_scores:
         scores = np.array([[r.scores.get(n, np.nan) for n in names] for r in records], dtype=float)
         types_ = [r.score_type for r in records]
@@ -286,12 +310,31 @@ def evaluate_records(router, records, out_dir: Path | None = None, batch_size: i
     res["fallback_rate"] = float(np.mean([d.fallback for d in decisions])) if decisions else 0.0
     labelled = [i for i, r in enumerate(records) if r.label]
     if labelled and router.categories and any(records[i].label in router.categories for i in labelled):
-        # category classification (classifier routers on labelled data)
+        # category classification (classifier routers on labelled data); accuracy: top-1
+        # category on the records whose label the router knows, whatever the threshold
         classes = list(router.categories)
+        known = set(classes)
+        inside = [i for i in labelled if records[i].label in known]
+        res["accuracy"] = float(np.mean([decisions[i].category == records[i].label for i in inside]))
         true = [records[i].label for i in labelled]
         pred = [decisions[i].category or "?" for i in labelled]
-        res["accuracy"] = float(np.mean([t == p for t, p in zip(true, pred)]))
         what = "category"
+        if router.label_router:
+            # Labels the router does not know are out of scope: right = it fell back.
+            outside = [i for i in labelled if records[i].label not in known]
+            oos_names = sorted({records[i].label for i in outside})
+            oos = oos_names[0] if len(oos_names) == 1 else "out_of_scope"
+            res["in_scope_accuracy"] = float(np.mean([not decisions[i].fallback and
+                                                      decisions[i].category == records[i].label for i in inside]))
+            if outside:
+                flagged = [i for i in labelled if decisions[i].fallback]
+                res["n_out_of_scope"] = len(outside)
+                res["oos_recall"] = float(np.mean([decisions[i].fallback for i in outside]))
+                if flagged:
+                    res["oos_precision"] = float(np.mean([records[i].label not in known for i in flagged]))
+            true = [t if t in known else oos for t in true]
+            pred = [oos if decisions[i].fallback else p for i, p in zip(labelled, pred)]
+            classes.append(oos)
     elif has_scores:
         # which LLM: a best LLM of each query (first among ties) vs the chosen one
         eff = M.effective_scores(scores, types_)
@@ -306,9 +349,13 @@ def evaluate_records(router, records, out_dir: Path | None = None, batch_size: i
     labels = sorted(set(true) | set(pred), key=lambda c: classes.index(c) if c in classes else len(classes))
     report = classification_report(true, pred, labels=labels, zero_division=0, digits=3)
     cm = confusion_matrix(true, pred, labels=labels)
-    text = _summary_text(res, what) + "\n\nper-class report (" + what + "):\n" + report + \
+    summary = _summary_text(res, what)
+    text = summary + "\n\nper-class report (" + what + "):\n" + report + \
         "\nconfusion matrix (rows: true, columns: predicted):\n" + _cm_text(cm, labels)
-    print(text)
+    if len(labels) > 30:  # e.g. 150 intents: the summary on screen, the rest in report.txt
+        print(f"{summary}\n({len(labels)} classes: the per-class report and confusion matrix are in report.txt)")
+    else:
+        print(text)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         write_atomic(out_dir / "report.txt", text + "\n")
@@ -319,10 +366,13 @@ def evaluate_records(router, records, out_dir: Path | None = None, batch_size: i
 
 
 def _summary_text(res: dict, what: str) -> str:
-    parts = [f"n={res['n']}", f"accuracy ({what})={res['accuracy']:.4f}"]
-    for k in ("acc_predict", "acc", "cost", "fallback_rate"):
+    first = f"accuracy (top-1 {what}, known labels, no threshold)" if what == "category" else f"accuracy ({what})"
+    parts = [f"n={res['n']}", f"{first}={res['accuracy']:.4f}"]
+    named = {"in_scope_accuracy": "in-scope accuracy (right category, not out of scope)",
+             "oos_recall": "out-of-scope recall", "oos_precision": "out-of-scope precision"}
+    for k in ("in_scope_accuracy", "oos_recall", "oos_precision", "acc_predict", "acc", "cost", "fallback_rate"):
         if k in res:
-            parts.append(f"{k}={res[k]:.4f}")
+            parts.append(f"{named.get(k, k)}={res[k]:.4f}")
     return "  ".join(parts)
 
 
@@ -341,7 +391,7 @@ def _cm_png(cm, labels, path: Path, what: str) -> None:
     import matplotlib.pyplot as plt
 
     n = len(labels)
-    fig, ax = plt.subplots(figsize=(max(4, 0.5 * n + 2), max(3.5, 0.5 * n + 1.5)))
+    fig, ax = plt.subplots(figsize=(min(30, max(4, 0.5 * n + 2)), min(30, max(3.5, 0.5 * n + 1.5))))
     ax.imshow(cm, cmap="Blues")
     ax.set_xticks(range(n), labels, rotation=60, ha="right", fontsize=7)
     ax.set_yticks(range(n), labels, fontsize=7)
@@ -357,21 +407,31 @@ def _cm_png(cm, labels, path: Path, what: str) -> None:
 
 
 def run_evaluate(router, opts: RouteOptions) -> dict:
-    from router_lab.data.loaders import load_table
-
     if not opts.data:
         raise UserError("mode=evaluate needs data=FILE (records with 'query' and 'label' and/or 'scores')")
-    records = load_table(opts.data, llm_names=router.llm_names if _has_scores_column(opts.data) else None)
+    records = load_eval_records(router, opts.data, opts.loader, opts.loader_args)
     out = Path(opts.out) if opts.out else Path("outputs") / "route" / (time.strftime("eval-%Y%m%d-%H%M%S")
                                                                        + f"-{os.getpid()}")
     check_output_is_not_input(out, [opts.data], "out")
     return evaluate_records(router, records, out, opts.batch_size)
 
 
+def load_eval_records(router, data: str, loader: str = "table", loader_args: dict | None = None) -> list:
+    """Held-out records for evaluate / calibrate: ``data`` read by the named loader with
+    ``loader_args``; a scored table is checked against (and ordered by) the router's pool."""
+    from router_lab.data.sources import resolve_loader
+
+    spec = {"loader": loader, "path": data, **(loader_args or {})}
+    if loader == "table" and "llm_names" not in spec and not router.label_router and _has_scores_column(data):
+        spec["llm_names"] = router.llm_names
+    fn, kwargs = resolve_loader(spec, where=f"data={data} (loader={loader})")
+    return fn(**kwargs)
+
+
 def _has_scores_column(path: str) -> bool:
     # A label-only table must not be checked against the pool.
     p = Path(path)
-    if p.suffix in (".jsonl", ".ndjson"):
+    if p.suffix in (".jsonl", ".ndjson") and p.is_file():
         with p.open(encoding="utf-8") as f:
             for line in f:
                 if line.strip():

@@ -96,8 +96,12 @@ def check_hparams(cls: type, hp: Any, where: str) -> dict:
     info = hp.get("data_info")
     if "data_info" in hp:
         names = info.get("llm_names") if isinstance(info, Mapping) else None
-        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
-            raise UserError(f"{where}: data_info.llm_names is {names!r}; expected a non-empty list of LLM names")
+        cats = info.get("categories") if isinstance(info, Mapping) else None
+        # a label (category) router may have no LLM pool of its own; then it needs its categories
+        if (not isinstance(names, list) or not all(isinstance(n, str) for n in names)
+                or not (names or (isinstance(cats, list) and cats))):
+            raise UserError(f"{where}: data_info.llm_names is {names!r}; expected a non-empty list of LLM names "
+                            "(or, for a category router, its categories)")
     return dict(hp)
 
 

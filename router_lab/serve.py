@@ -10,7 +10,10 @@ POST /v1/chat/completions: ``model`` = ``auto`` (or anything not in the pool) ro
 LLM's name forces that LLM (no routing pass; confidence 1). The body is forwarded unchanged
 except ``model``, which becomes the endpoint's model name; ``stream: true`` responses are
 passed through chunk by chunk (SSE). The decision is in the response headers: ``x-router-llm``,
-``x-router-confidence``, ``x-router-fallback``, ``x-router-cost``, ``x-router-model``.
+``x-router-confidence``, ``x-router-fallback``, ``x-router-cost``, ``x-router-model`` and, for
+category routers, ``x-router-category`` (``x-router-fallback: true`` = out of scope). A
+category router serves only with a route map whose policy gives every category and the
+out-of-scope fallback an LLM (``category_map`` / ``default_llm``).
 
 GET /health (router, pool, endpoints, requests in flight), GET /v1/models.
 
@@ -38,6 +41,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 import httpx
+import torch
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
@@ -77,8 +81,10 @@ def check_chat_request(body: Any) -> str | None:
 
 
 def decision_headers(d, model: str | None, forced: bool) -> dict[str, str]:
-    h = {"x-router-llm": d.llm, "x-router-confidence": f"{d.confidence:.4f}",
+    h = {"x-router-llm": d.llm or "", "x-router-confidence": f"{d.confidence:.4f}",
          "x-router-fallback": str(bool(d.fallback)).lower()}
+    if d.category is not None:
+        h["x-router-category"] = d.category
     if d.cost is not None:
         h["x-router-cost"] = f"{d.cost:.6g}"
     if model:
@@ -91,6 +97,7 @@ def decision_headers(d, model: str | None, forced: bool) -> dict[str, str]:
 def create_app(router: Router, max_concurrency: int = 32, timeout: float = 60.0, connect_timeout: float = 5.0,
                queue_timeout: float = 30.0) -> FastAPI:
     """The proxy app over a loaded router (its route map gives the endpoints)."""
+    check_label_routes(router)
     state: dict[str, Any] = {"in_flight": 0}
     slots = asyncio.Semaphore(max_concurrency)
     # One routing forward pass at a time: torch already uses every core for one.
@@ -155,18 +162,19 @@ def create_app(router: Router, max_concurrency: int = 32, timeout: float = 60.0,
         requested = body.get("model")
         forced = requested in router.llm_names
         if forced:  # no forward pass: the client chose
-            cost = router.llm_costs[router.llm_names.index(requested)] if router.llm_costs else None
-            d = RoutingDecision(llm=requested, confidence=1.0, scores={}, fallback=False, cost=cost)
+            d = RoutingDecision(llm=requested, confidence=1.0, scores={}, fallback=False,
+                                cost=router.cost_of(requested))
         else:
             try:
                 d = await run_in_threadpool(_route, body["messages"])
             except UserError as e:
                 release()
                 return error_response(400, str(e), "invalid_request_error")
-        ep = router.endpoint(d.llm)
+        ep = router.endpoint(d.llm) if d.llm is not None else None
         if not ep:
             release()
-            return error_response(502, f"no endpoint for LLM {d.llm!r} in the route map", "no_endpoint",
+            what = f"LLM {d.llm!r}" if d.llm is not None else f"category {d.category!r} (no LLM in the policy)"
+            return error_response(502, f"no endpoint for {what} in the route map", "no_endpoint",
                                   decision_headers(d, None, forced))
         model = ep.get("model") or d.llm
         headers = decision_headers(d, model, forced)
@@ -319,6 +327,21 @@ def log_endpoints(router: Router) -> list[str]:
     for line in lines:
         log.info(line)
     return lines
+
+
+def check_label_routes(router: Router) -> None:
+    """A category router must send every category, and out-of-scope queries, to some LLM."""
+    if not router.label_router:
+        return
+    probs = torch.eye(len(router.categories))  # one certain decision per category ...
+    d = router.apply_policy({"probs": torch.cat([probs, torch.full((1, len(router.categories)), 0.0)])})
+    unrouted = [router.categories[i] for i in range(len(router.categories)) if d["llm"][i] < 0]
+    if unrouted:
+        raise UserError(f"the route map sends categories {unrouted[:5]}{'...' if len(unrouted) > 5 else ''} to no LLM; "
+                        "expected policy.category_map for each or policy.default_llm (docs/routing.md)")
+    if d["fallback"][-1] and d["llm"][-1] < 0:  # ... and one with no confidence at all
+        raise UserError("the route map's confidence_threshold sends out-of-scope queries to no LLM; "
+                        "expected policy.fallback_llm or policy.default_llm")
 
 
 def serve(opts: ServeOptions) -> None:

@@ -158,7 +158,7 @@ def test_policy_threshold_fallback_cost_lambda_and_categories(runs):
 
     base = Router.load(runs["classifier_frozen"])
     cat = base.route(QUERIES[0]).category
-    remap = Router.load(runs["classifier_frozen"], route_map={"policy": {"categories": {cat: "code-specialist-7b"}}})
+    remap = Router.load(runs["classifier_frozen"], route_map={"policy": {"category_map": {cat: "code-specialist-7b"}}})
     assert remap.route(QUERIES[0]).llm == "code-specialist-7b"
 
 
@@ -166,6 +166,7 @@ def test_policy_threshold_fallback_cost_lambda_and_categories(runs):
     ({"fallback_llm": "nope"}, "unknown LLM 'nope'"),
     ({"confidence_threshold": 0.5}, "fallback_llm is not"),
     ({"threshold": 0.5}, "unknown policy key"),
+    ({"default_llm": "frontier-xl"}, "only for category routers"),
 ])
 def test_bad_policy_is_one_clear_error(runs, policy, needle):
     with pytest.raises(UserError, match=needle):

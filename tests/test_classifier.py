@@ -54,7 +54,7 @@ def test_unmapped_categories_use_the_best_single_llm_by_default():
     m = ClassifierRouter(info(), {"frozen": True}, category_to_llm={"math": "a"})
     d = m._decide(torch.log(torch.tensor([[0.1, 0.8, 0.1]])))
     assert d["llm"].tolist() == [1]  # 'code' unmapped -> fallback = best training mean ('b')
-    assert d["fallback"].tolist() == [True]
+    assert d["fallback"].tolist() == [False]  # routed to the fallback LLM, not out of scope
 
 
 def test_mapping_to_an_unknown_llm_is_one_clear_error():

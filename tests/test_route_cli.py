@@ -140,7 +140,7 @@ def test_evaluate_scores_and_labels_write_report_and_png(run, tmp_path, capsys):
     rows = [{"query": r.query, "label": "frontier-xl" if i % 2 else "tiny-chat-1b"} for i, r in enumerate(recs[:20])]
     labelled = write_lines(tmp_path / "labels.jsonl", [json.dumps(r) for r in rows])
     code, out, _ = cli(capsys, f"router={run}", "mode=evaluate", f"data={labelled}", f"out={tmp_path / 'eval2'}")
-    assert code == 0 and "accuracy (category)" in out
+    assert code == 0 and "accuracy (top-1 category" in out
 
 
 def test_interactive_loop_ends_on_eof_and_ctrl_c(run):

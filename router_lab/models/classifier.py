@@ -8,7 +8,10 @@ softmax confidence, and a fallback LLM when the router is unsure.
 Categories are the data's labels (e.g. CLINC150 domains) or, for score data, the best LLM
 of each training query (then category == LLM). ``category_to_llm`` maps a category to the
 LLM that serves it; unmapped categories and low-confidence queries go to ``fallback_llm``
-(default: the best single LLM on the training data).
+(default: the best single LLM on the training data). ``fallback`` flags only the
+low-confidence (out-of-scope) queries. On label-only data (CLINC150) the pool is usually
+empty: the router predicts categories, and the serving policy maps them to LLMs
+(``category_map`` / ``default_llm``, docs/routing.md).
 """
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ from router_lab.models.common import (
     llm_index,
     mlp,
 )
-from router_lab.policy import apply_fallback
+from router_lab.policy import label_decision
 
 
 class ClassifierRouter(RouterModule):
@@ -67,9 +70,9 @@ class ClassifierRouter(RouterModule):
             means = info.get("train_mean_scores") or []
             fallback_llm = self.llm_names[int(torch.tensor(means).argmax())] if means else self.llm_names[0]
         self.fallback_index = llm_index(self.llm_names, fallback_llm, "model.fallback_llm") if fallback_llm else -1
-        # -1: no LLM serves this category, so its queries take the fallback.
+        # Unmapped categories are served by the fallback LLM (-1: none, label-only data).
         cat_llm = [llm_index(self.llm_names, mapping[c], f"model.category_to_llm[{c}]") if c in mapping
-                   else -1 for c in self.categories]
+                   else self.fallback_index for c in self.categories]
         self.register_buffer("category_llm", torch.tensor(cat_llm, dtype=torch.long), persistent=False)
         self.confidence_threshold = float(confidence_threshold)
         # Score data only: train against softmax(score / T) over LLMs instead of the single
@@ -89,23 +92,11 @@ class ClassifierRouter(RouterModule):
         return self._decide(self(batch))
 
     def _decide(self, logits: torch.Tensor) -> dict[str, torch.Tensor]:
+        # The same rule the routing API applies; utilities: the probability mass of the
+        # categories each LLM serves.
         probs = logits.softmax(-1)
-        confidence, category = probs.max(-1)
-        llm = self.category_llm[category]
-        # Unmapped categories (-1) always take the fallback; low confidence per the policy.
-        unmapped = llm < 0
-        llm, fallback = apply_fallback(torch.where(unmapped, torch.full_like(llm, self.fallback_index), llm),
-                                       confidence, self.confidence_threshold, self.fallback_index, unmapped)
-        # Per-LLM utility: the probability mass of the categories each LLM serves
-        # (unmapped categories count for the fallback LLM).
-        n = len(self.llm_names)
-        util = torch.zeros(probs.size(0), n, device=probs.device)
-        served = torch.where(self.category_llm >= 0, self.category_llm, torch.full_like(self.category_llm,
-                                                                                        self.fallback_index))
-        if n and (served >= 0).all():
-            util.index_add_(1, served, probs)
-        return {"probs": probs, "category": category, "confidence": confidence, "llm": llm,
-                "fallback": fallback, "utilities": util}
+        return {"probs": probs, **label_decision(probs, self.category_llm, self.confidence_threshold,
+                                                 self.fallback_index, len(self.llm_names))}
 
     # ------------------------------------------------------------------ training
     def training_step(self, batch, batch_idx):
