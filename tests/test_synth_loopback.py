@@ -14,7 +14,7 @@ import pytest
 from router_lab.data.loaders import load_records_jsonl
 from router_lab.synth.backends import (InvalidReply, LLMClient, Request, RequestCache, RetryPolicy,
                                        build_backend)
-from router_lab.synth.run import run_synth
+from router_lab.synth.run import NoRecords, run_synth
 from router_lab.synth.schemas import RoutePolicy
 from synth_fixtures.configs import loopback_updates, synth_cfg
 from synth_fixtures.loopback import LoopbackLLM, pipeline_responder
@@ -44,11 +44,11 @@ def test_pipeline_survives_every_kind_of_bad_reply(tmp_path, monkeypatch, backen
             assert SECRET not in f.read_text(errors="ignore"), f
 
 
-def _client(srv, tmp_path, validation_retries=1, max_attempts=4):
+def _client(srv, tmp_path, validation_retries=1, max_attempts=4, max_delay_s=0.2):
     backend = build_backend({"backend": "openai", "base_url": srv.openai_base_url, "api_key_env": "SYNTH_TEST_API_KEY",
                              "request_timeout_s": 0.5, "validation_retries": validation_retries})
     return LLMClient(backend, RequestCache(tmp_path / "cache.jsonl"),
-                     RetryPolicy(max_attempts=max_attempts, base_delay_s=0.01, max_delay_s=0.2), concurrency=2)
+                     RetryPolicy(max_attempts=max_attempts, base_delay_s=0.01, max_delay_s=max_delay_s), concurrency=2)
 
 
 def _req(text="write a policy"):
@@ -61,7 +61,7 @@ def test_retry_after_is_honoured_and_replies_are_cached(tmp_path, monkeypatch):
 
     monkeypatch.setenv("SYNTH_TEST_API_KEY", SECRET)
     with LoopbackLLM(script=["429"], retry_after="0.3") as srv:
-        client = _client(srv, tmp_path)
+        client = _client(srv, tmp_path, max_delay_s=1.0)
         t0 = time.perf_counter()
         reply = asyncio.run(client.ask(_req()))
         waited = time.perf_counter() - t0
@@ -87,12 +87,15 @@ def test_invalid_replies_end_in_invalidreply_not_a_crash(tmp_path, monkeypatch):
 
 def test_a_rejected_item_is_logged_and_the_run_goes_on(tmp_path, monkeypatch):
     monkeypatch.setenv("SYNTH_TEST_API_KEY", SECRET)
-    # Every reply schema-violating: every policy is rejected, the run stops with a clear error,
-    # and the rejections are on disk.
+    # Every reply schema-violating: every policy is rejected, the run stops with a clear error
+    # (a user error: one line), the rejections are on disk and nothing looks like a result.
     with LoopbackLLM(script=["schema_violation"] * 200) as srv:
         cfg = synth_cfg("arch_router", n_items=3, validation_retries=0, **loopback_updates("openai", srv))
-        with pytest.raises(RuntimeError, match="no route policy"):
+        with pytest.raises(NoRecords, match="no route policy"):
             run_synth(cfg, tmp_path)
+    rejected = [json.loads(l) for l in (tmp_path / "rejections.jsonl").read_text().splitlines()]
+    assert len(rejected) == 6 and all(r["stage"] == "policy" for r in rejected)
+    assert not (tmp_path / "records.jsonl").exists() and not (tmp_path / "policies.json").exists()
 
 
 def test_scoring_through_a_real_sdk_is_shared_across_domains_unless_a_prompt_uses_the_domain(tmp_path, monkeypatch):
