@@ -257,9 +257,11 @@ class ArchRouterRecipe:
         if rng.random() < float(aug.get("irrelevant", 0.0)):
             pool = list(aug.get("irrelevant_queries") or offline.IRRELEVANT)
             out.append(("irrelevant", turns[:-1] + [{"role": "user", "content": rng.choice(pool)}], "other"))
-        if rng.random() < float(aug.get("domain_mix", 0.0)) and len(self.policies) > 1:
-            other = rng.choice([p for p in self.policies if p["domain"] != pol["domain"]] or self.policies)
-            prefix = [{"role": "user", "content": offline.OfflineBackend()._user_turn(other["intent"], rng)},
+        if rng.random() < float(aug.get("domain_mix", 0.0)) and len(self.routes) > 1:
+            # From all taxonomy routes (the prefix needs only an intent), so an item's content
+            # does not depend on which other policies were generated.
+            _, other = rng.choice([r for r in self.routes if r[0] != pol["domain"]] or self.routes)
+            prefix = [{"role": "user", "content": offline.OfflineBackend()._user_turn(other, rng)},
                       {"role": "assistant", "content": rng.choice(offline.ASSISTANT)}]
             out.append(("domain_mix", prefix + turns, pol["name"]))
         return out
@@ -268,8 +270,10 @@ class ArchRouterRecipe:
                 judge: AlignmentJudgement, rng: random.Random) -> dict:
         k = int((self.cfg.get("augment") or {}).get("n_candidate_routes", 5))
         others = [p for p in self.policies if p["name"] != pol["name"]]
-        cands = [pol] + rng.sample(others, min(max(k - 1, 0), len(others)))
-        rng.shuffle(cands)
+        # Its own draw: the candidate list depends on which policies exist, the record must not.
+        crng = item_rng(self.seed, "candidates", idx, branch)
+        cands = [pol] + crng.sample(others, min(max(k - 1, 0), len(others)))
+        crng.shuffle(cands)
         rid = stable_id("synth", self.name, self.seed, idx, branch)
         arch = {"id": rid, "routes": [{"name": p["name"], "description": p["description"]} for p in cands],
                 "conversation": turns, "target": target, "domain": pol["domain"], "branch": branch,

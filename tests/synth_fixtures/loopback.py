@@ -116,6 +116,8 @@ class LoopbackLLM:
         self._gate = threading.Event()
         self._gate.set()
         self.seen: Counter = Counter()
+        self.answered: Counter = Counter()
+        self._drop_held = False
         self.auth_headers: list[str] = []
         self._lock = threading.Lock()
         self._fault_acc = 0.0
@@ -172,7 +174,9 @@ class LoopbackLLM:
     def hold(self) -> None:
         self._gate.clear()
 
-    def release(self) -> None:
+    def release(self, drop: bool = False) -> None:
+        """Let held requests go on; ``drop``: close them unanswered (their client is gone)."""
+        self._drop_held = drop
         self._gate.set()
 
     # ------------------------------------------------------------ replies
@@ -183,7 +187,9 @@ class LoopbackLLM:
                 return "empty_choices"
             if self.script:
                 return self.script.popleft()
-            if self.keyed_faults and self.seen[key] == 1:
+            # Until the request has been answered once: one that was cut off (a killed client)
+            # meets the same fault when it is sent again.
+            if self.keyed_faults and not self.answered[key]:
                 u = _rng_for("fault" + key).random()
                 for fault, frac in sorted(self.keyed_faults.items()):
                     if u < frac:
@@ -213,8 +219,14 @@ class LoopbackLLM:
             self.counts[fault or "ok"] += 1
             self.in_flight += 1
         try:
-            self._gate.wait()
+            if not self._gate.is_set():
+                self._gate.wait()
+                if self._drop_held:
+                    h.close_connection = True
+                    return
             self._reply(h, req, key, fault)
+            with self._lock:
+                self.answered[key] += 1
         finally:
             with self._lock:
                 self.in_flight -= 1
