@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import sys
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
 import router_lab  # noqa: F401 - registers the router_lab_root resolver
-from router_lab import CONF_DIR
-from router_lab.errors import run_main
+from router_lab.errors import hydra_cli, run_main
 from router_lab.synth.run import run_synth
 
 
@@ -31,7 +29,7 @@ def generate(cfg: DictConfig) -> dict:
         sys.exit(130)
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="synth")
+@hydra_cli("synth")
 def main(cfg: DictConfig) -> None:
     run_main(generate, cfg)
 
