@@ -292,6 +292,10 @@ class Router:
                    source_dir=source)
 
     def _check_policy(self) -> None:
+        eps = self.route_map.get("endpoints") or {}
+        unknown = [l for l in eps if l not in self.llm_names] if isinstance(eps, Mapping) else []
+        if unknown:
+            raise UserError(f"route map endpoints: unknown LLM(s) {unknown}; the router's pool is {self.llm_names}")
         pol = self.policy
         for what, name in [("fallback_llm", pol.fallback_llm), *[(f"categories.{c}", l)
                                                                   for c, l in pol.categories.items()]]:

@@ -192,3 +192,31 @@ def aiq(costs: Sequence[float], qualities: Sequence[float]) -> float:
         return float(hull_qualities[0])
     area = np.sum((hull_qualities[1:] + hull_qualities[:-1]) / 2 * np.diff(hull_costs))
     return float(area / (hull_costs[-1] - hull_costs[0]))
+
+
+def json_safe(obj):
+    """``obj`` with NaN and infinities as ``null`` (numpy scalars as Python numbers): a
+    ``metrics.json`` is always valid JSON."""
+    import math
+
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
+def write_json_atomic(obj, path) -> None:
+    """``obj`` as strict JSON (see :func:`json_safe`) to ``path``, via a temp file and a rename."""
+    import json
+    import os
+    from pathlib import Path
+
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(json_safe(obj), indent=2, sort_keys=True, allow_nan=False))
+    os.replace(tmp, path)

@@ -340,7 +340,7 @@ def evaluate_records(router, records, out_dir: Path | None = None, batch_size: i
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "report.txt").write_text(text + "\n")
-        (out_dir / "metrics.json").write_text(json.dumps(res, indent=2))
+        M.write_json_atomic(res, out_dir / "metrics.json")
         _cm_png(cm, labels, out_dir / "confusion.png", what)
         print(f"\nwrote {out_dir}/report.txt, metrics.json, confusion.png")
     return res

@@ -18,7 +18,6 @@ import os
 import time
 import warnings
 from pathlib import Path
-from typing import Any
 
 import hydra
 import lightning as L
@@ -27,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from router_lab.config_schema import TrainConfig
 from router_lab.errors import hydra_cli, run_main
 from router_lab.evaluation import evaluate, results_table
+from router_lab.metrics import write_json_atomic
 
 log = logging.getLogger("router_lab.train")
 
@@ -36,13 +36,6 @@ def instantiate_list(cfg: DictConfig | None) -> list:
     if not cfg:
         return []
     return [hydra.utils.instantiate(c) for c in cfg.values() if isinstance(c, DictConfig) and "_target_" in c]
-
-
-def write_json_atomic(obj: Any, path: str | Path) -> None:
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True))
-    os.replace(tmp, path)
 
 
 def collect_test_outputs(model, dm) -> dict:

@@ -17,7 +17,6 @@ and a domain-mixed copy (an earlier exchange from another route).
 """
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import logging
