@@ -106,6 +106,9 @@ def _hydra_message(e: BaseException) -> str:
         else:
             head.append(line)
     msg = " ".join(head) + (" " + ", ".join(options) if options else "")
+    override = getattr(e, "override", None)
+    if isinstance(override, str) and override not in msg:
+        msg = f"override {override!r}: {msg}"
     cause = e.__cause__
     if cause is not None and one_line(cause) not in msg:
         msg += f" ({one_line(cause).rstrip('.')})"

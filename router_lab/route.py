@@ -34,7 +34,9 @@ import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator, TextIO
+from typing import Annotated, Any, BinaryIO, Iterator, TextIO
+
+from pydantic import Field
 
 from router_lab.errors import UserError, run_main
 
@@ -121,11 +123,11 @@ class RouteOptions:
     input: str = ""
     output: str = ""
     on_error: str = "skip"
-    batch_size: int = 64
+    batch_size: Annotated[int, Field(ge=1)] = 64
     data: str = ""
     out: str = ""
     route_map: str = ""
-    threads: int = 0
+    threads: Annotated[int, Field(ge=0)] = 0
     quantize: str = ""       # int8: int8 dynamic quantisation of the encoder (CPU, ~2x faster)
     runtime: str = "torch"   # onnx: the encoder in ONNX Runtime (CPU; the fastest, see router_lab.onnx_runtime)
 

@@ -89,6 +89,7 @@ def run_synth(cfg: Mapping[str, Any], run_dir: str | os.PathLike) -> dict:
 async def _run(cfg: dict, run_dir: Path) -> dict:
     if run_dir.exists() and not run_dir.is_dir():
         raise SynthConfigError(f"{run_dir}: the run dir is a file; expected a directory")
+    backend = build_backend(cfg)  # a missing API key fails here, before anything is written
     run_dir.mkdir(parents=True, exist_ok=True)
     _check_resume(cfg, run_dir)
     r = cfg.get("retry") or {}
@@ -105,7 +106,7 @@ async def _run(cfg: dict, run_dir: Path) -> dict:
         if bar is not None:
             bar.set_postfix(counts, refresh=False)
 
-    client = LLMClient(build_backend(cfg), RequestCache(run_dir / "requests_cache.jsonl"), policy,
+    client = LLMClient(backend, RequestCache(run_dir / "requests_cache.jsonl"), policy,
                        int(cfg.get("concurrency", 8)), int(cfg.get("seed", 0)), on_event,
                        ledger=Ledger(run_dir / "requests_log.jsonl"))
     t0 = time.perf_counter()
