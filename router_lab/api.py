@@ -32,6 +32,7 @@ tokenizer); loading it needs neither Hydra nor the training config tree.
 """
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -267,6 +268,10 @@ class Router:
                    source_dir=source, trust_export=trust_export)
 
     def _check_policy(self) -> None:
+        eps = self.route_map.get("endpoints") or {}
+        unknown = [l for l in eps if l not in self.llm_names] if isinstance(eps, Mapping) else []
+        if unknown:
+            raise UserError(f"route map endpoints: unknown LLM(s) {unknown}; the router's pool is {self.llm_names}")
         pol = self.policy
         for what, name in [("fallback_llm", pol.fallback_llm), *[(f"category_map.{c}", l)
                                                                   for c, l in pol.category_map.items()]]:
@@ -296,7 +301,12 @@ class Router:
         if isinstance(query, str):
             text = query
         elif isinstance(query, Sequence) and all(isinstance(t, Mapping) for t in query):
-            turns = [{"role": t.get("role", "user"), "content": _content_text(t.get("content"))} for t in query]
+            turns = []
+            for i, t in enumerate(query):
+                try:
+                    turns.append({"role": t.get("role", "user"), "content": _content_text(t.get("content"))})
+                except UserError as e:
+                    raise UserError(f"messages[{i}].{e}") from None
             text = render_conversation(turns) if any(t["content"].strip() for t in turns) else ""
         else:
             raise UserError(f"cannot route a {type(query).__name__}; expected a string or a list of "
@@ -339,17 +349,44 @@ class Router:
         """Token ids of each text (truncated to the encoder's max length, on the configured
         side), and which texts were truncated; warns once per router."""
         max_len = self.spec.max_length
-        ids = self.tokenizer(list(texts), truncation=True, max_length=max_len)["input_ids"]
-        truncated = [False] * len(texts)
+        # Cut each text to the part the encoder will read before tokenising it: a megabyte
+        # query costs what a normal one does (same ids, see window_text).
+        windows = [self.window_text(t) for t in texts]
+        ids = self.tokenizer([w for w, _ in windows], truncation=True, max_length=max_len)["input_ids"]
+        truncated = [cut for _, cut in windows]
         for i, row in enumerate(ids):
             # Only texts that filled the window can have been cut; check those exactly.
-            if len(row) >= max_len:
-                truncated[i] = len(self.tokenizer(texts[i], truncation=False)["input_ids"]) > max_len
+            if len(row) >= max_len and not truncated[i]:
+                truncated[i] = len(self.tokenizer(windows[i][0], truncation=False)["input_ids"]) > max_len
         if any(truncated) and not self._warned_truncation:
             self._warned_truncation = True
             log.warning("query longer than the encoder's max_length=%d tokens: truncated (truncation_side=%s); "
                         "said once per router", max_len, self.spec.truncation_side)
         return ids, truncated
+
+    #: First guess of the characters that fill the encoder's window: max_length times this.
+    WINDOW_CHARS_PER_TOKEN = 8
+
+    def window_text(self, text: str) -> tuple[str, bool]:
+        """``text`` cut to a whole-word prefix (suffix for ``truncation_side=left``) that still
+        holds more than ``max_length`` tokens, and whether it was cut. Tokenisers split on
+        whitespace before anything else, so the window's first ``max_length`` ids are the
+        full text's: only the cost changes. The window grows until it is full."""
+        max_len = self.spec.max_length
+        budget = max_len * self.WINDOW_CHARS_PER_TOKEN
+        right = self.spec.truncation_side != "left"
+        while 2 * budget < len(text):
+            piece = text[:budget] if right else text[-budget:]
+            # Whole words only: drop the (possibly split) word at the cut.
+            ws = [i for i in (piece.rfind(" "), piece.rfind("\n"), piece.rfind("\t"))] if right else \
+                 [i for i in (piece.find(" "), piece.find("\n"), piece.find("\t")) if i >= 0]
+            at = max(ws) if right else (min(ws) if ws else -1)
+            if at > 0:
+                piece = piece[:at] if right else piece[at + 1:]
+            if len(self.tokenizer(piece, truncation=False, add_special_tokens=False)["input_ids"]) > max_len:
+                return piece, True
+            budget *= 4
+        return text, False
 
     def apply_policy(self, d: Mapping[str, torch.Tensor], policy: Policy | None = None) -> dict[str, torch.Tensor]:
         """The serving policy (module docstring) on a raw decision: new llm / fallback."""
@@ -432,7 +469,15 @@ def _content_text(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return "\n".join(p.get("text", "") for p in content if isinstance(p, Mapping) and p.get("type") == "text")
+        texts = []
+        for j, p in enumerate(content):
+            if isinstance(p, Mapping) and p.get("type") == "text":
+                t = p.get("text", "")
+                if not isinstance(t, str):
+                    raise UserError(f"content[{j}].text is {json.dumps(t)[:40]} (a {type(t).__name__}); "
+                                    "expected a string")
+                texts.append(t)
+        return "\n".join(texts)
     return str(content)
 
 

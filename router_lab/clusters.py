@@ -18,16 +18,15 @@ import logging
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import hydra
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from router_lab import CONF_DIR
+from router_lab.config_schema import ClustersConfig
 from router_lab.data.loaders import save_records_jsonl
 from router_lab.data.records import RoutingRecord
 from router_lab.data.sources import load_records
 from router_lab.encoders import embed_texts
-from router_lab.errors import UserError, run_main
+from router_lab.errors import UserError, hydra_cli, run_main
 from router_lab.files import check_output_is_not_input, write_atomic
 
 log = logging.getLogger("router_lab.clusters")
@@ -142,7 +141,7 @@ def generate(cfg: DictConfig) -> dict:
     return {"files": files, "cluster_ids": ids, "embeddings": z, "tasks": [r.task for r in records]}
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="clusters")
+@hydra_cli("clusters", schema=ClustersConfig)
 def main(cfg: DictConfig) -> None:
     run_main(generate, cfg)
 

@@ -3,10 +3,16 @@
 Every error a user can cause (data, config, keys, endpoints) is raised as a subclass of
 ``UserError`` or one of the module-specific ``ValueError`` subclasses listed in
 ``USER_ERRORS``; entry points run through ``run_main``, which prints ``error: <message>``
-and exits with status 2 instead of a traceback (``ROUTER_LAB_TRACEBACK=1`` shows it).
+and exits with status 2 instead of a traceback (``ROUTER_LAB_TRACEBACK=1`` or
+``HYDRA_FULL_ERROR=1`` shows it). An error raised inside a config ``_target_``'s
+constructor reaches the user as that one line too, not as Hydra's
+``InstantiationException`` wrapper. Hydra entry points use :func:`hydra_cli`, which adds
+the same for Hydra's own errors (unknown config group or option, a key typo) and checks
+the composed config against the entry point's schema (:mod:`router_lab.config_schema`).
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
@@ -22,11 +28,54 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     from router_lab.encoders import EncoderError
     from router_lab.pool import PoolError
 
-    return (UserError, DataError, EncoderError, PoolError, FileNotFoundError)
+    # Path errors name the path the user gave (a directory where a file was expected, ...).
+    return (UserError, DataError, EncoderError, PoolError, FileNotFoundError, IsADirectoryError,
+            NotADirectoryError, FileExistsError, PermissionError)
 
 
 def user_error(message: str) -> UserError:
     return UserError(message)
+
+
+#: Set while :func:`hydra_cli` has turned on HYDRA_FULL_ERROR only to catch Hydra's errors itself.
+_ONE_LINE_ENV = "ROUTER_LAB_HYDRA_ONE_LINE"
+
+
+def _show_traceback() -> bool:
+    full = os.environ.get("HYDRA_FULL_ERROR") == "1" and not os.environ.get(_ONE_LINE_ENV)
+    return bool(os.environ.get("ROUTER_LAB_TRACEBACK")) or full
+
+
+def one_line(e: BaseException) -> str:
+    """The message of ``e`` on one line (its first line; ``TypeName`` if it has none)."""
+    text = str(e).strip()
+    return text.splitlines()[0].strip() if text else type(e).__name__
+
+
+def _instantiation_error(e: BaseException) -> str | None:
+    """``InstantiationException`` from a ``_target_`` constructor: what the constructor said,
+    where (the config key), as one line; ``None`` if ``e`` is not one."""
+    try:
+        from hydra.errors import InstantiationException
+    except ImportError:  # pragma: no cover - hydra is a dependency
+        return None
+    if not isinstance(e, InstantiationException):
+        return None
+    cause = e.__cause__
+    text = str(e)
+    key = next((l.split(":", 1)[1].strip() for l in text.splitlines() if l.startswith("full_key:")), "")
+    target = text.split("'")[1].rsplit(".", 1)[-1] if text.count("'") >= 2 else ""
+    what = one_line(cause) if cause is not None else one_line(e)
+    if cause is not None and not isinstance(cause, user_error_types()):
+        what = f"{type(cause).__name__}: {what}"
+    where = ": ".join(x for x in (key, target and f"{target}()") if x)
+    return f"{where}: {what}" if where else what
+
+
+def _report(msg: str) -> None:
+    logging.getLogger("router_lab").debug("user error", exc_info=True)
+    print(f"error: {msg}", file=sys.stderr, flush=True)
+    sys.exit(2)
 
 
 def run_main(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -34,9 +83,86 @@ def run_main(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     try:
         return fn(*args, **kwargs)
     except user_error_types() as e:
-        if os.environ.get("ROUTER_LAB_TRACEBACK"):
+        if _show_traceback():
             raise
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        logging.getLogger("router_lab").debug("user error", exc_info=True)
-        print(f"error: {msg}", file=sys.stderr, flush=True)
-        sys.exit(2)
+        _report(one_line(e))
+    except Exception as e:
+        msg = _instantiation_error(e)
+        if msg is None or _show_traceback():
+            raise
+        _report(msg)
+
+
+def _hydra_message(e: BaseException) -> str:
+    """Hydra's multi-line composition errors as one line: what, the options there are, why."""
+    lines = [l.strip() for l in str(e).splitlines() if l.strip()]
+    head: list[str] = []
+    options: list[str] = []
+    for line in lines:
+        if line.startswith("Config search path"):
+            break
+        if head and head[-1].startswith("Available options") or options:
+            options.append(line)
+        else:
+            head.append(line)
+    msg = " ".join(head) + (" " + ", ".join(options) if options else "")
+    override = getattr(e, "override", None)
+    if isinstance(override, str) and override not in msg:
+        msg = f"override {override!r}: {msg}"
+    cause = e.__cause__
+    if cause is not None and one_line(cause) not in msg:
+        msg += f" ({one_line(cause).rstrip('.')})"
+    return msg or type(e).__name__
+
+
+def hydra_cli(config_name: str, schema: Any = None) -> Callable:
+    """``hydra.main`` for a project entry point, with the project's error contract:
+
+        @hydra_cli("train", schema=TrainConfig)
+        def main(cfg): ...
+
+    Hydra's own errors (unknown config group or option, a key typo, a bad override) become
+    one ``error:`` line and exit status 2 (``HYDRA_FULL_ERROR=1`` keeps Hydra's full
+    report); with ``schema`` the composed config is validated before the task runs.
+    Called with a config (``main(cfg)``) it runs the task directly, as ``hydra.main`` does.
+    """
+    import hydra
+
+    from router_lab import CONF_DIR
+
+    def deco(task: Callable[[Any], Any]) -> Callable[..., Any]:
+        @functools.wraps(task)
+        def job(cfg: Any) -> Any:
+            if schema is not None:
+                from router_lab.config_schema import check_config
+
+                run_main(check_config, cfg, schema)
+            return task(cfg)
+
+        hydra_main = hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=config_name)(job)
+
+        @functools.wraps(task)
+        def entry(cfg: Any = None) -> Any:
+            if cfg is not None:
+                return job(cfg)
+            if os.environ.get("HYDRA_FULL_ERROR") == "1":
+                return hydra_main()
+            # Hydra then raises its errors instead of printing them; we print one line.
+            os.environ["HYDRA_FULL_ERROR"] = os.environ[_ONE_LINE_ENV] = "1"
+            try:
+                return hydra_main()
+            except Exception as e:
+                from hydra.errors import HydraException
+                from omegaconf.errors import OmegaConfBaseException
+
+                if not isinstance(e, (HydraException, OmegaConfBaseException)) or _instantiation_error(e) is not None:
+                    raise
+                _report(_hydra_message(e))
+            finally:
+                os.environ.pop("HYDRA_FULL_ERROR", None)
+                os.environ.pop(_ONE_LINE_ENV, None)
+
+        entry.hydra_main = hydra_main  # type: ignore[attr-defined]
+        return entry
+
+    return deco

@@ -17,8 +17,8 @@ import hydra
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
-from router_lab import CONF_DIR
-from router_lab.errors import UserError, run_main
+from router_lab.config_schema import EvalConfig
+from router_lab.errors import UserError, hydra_cli, run_main
 from router_lab.runs import checkpoint_of, load_checkpoint_model, load_run_config, load_run_datamodule
 from router_lab.train import report
 
@@ -43,7 +43,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict:
     return report(dm, model, cfg.paths.output_dir, title=f"{target.rsplit('.', 1)[-1]} ({ckpt.name})")
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="eval")
+@hydra_cli("eval", schema=EvalConfig)
 def main(cfg: DictConfig) -> None:
     run_main(evaluate_checkpoint, cfg)
 

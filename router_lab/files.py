@@ -43,8 +43,25 @@ def write_atomic(path: str | Path, data: str | bytes) -> Path:
     return path
 
 
+def json_safe(obj: Any) -> Any:
+    """``obj`` with NaN and infinities as ``null`` (numpy scalars as Python numbers), so what
+    the project writes is always valid JSON."""
+    import math
+
+    if hasattr(obj, "item") and type(obj).__module__ == "numpy":
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
 def write_json_atomic(obj: Any, path: str | Path) -> Path:
-    return write_atomic(path, json.dumps(obj, indent=2, sort_keys=True))
+    """``obj`` as strict JSON (:func:`json_safe`) to ``path``, atomically."""
+    return write_atomic(path, json.dumps(json_safe(obj), indent=2, sort_keys=True, allow_nan=False))
 
 
 def _same(a: Path, b: Path) -> bool:

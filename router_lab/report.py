@@ -779,6 +779,8 @@ def parse_args(argv: Sequence[str]) -> dict:
             sys.exit(0)
         key, eq, value = a.partition("=")
         if eq and key in ("out", "readme"):
+            if key == "out" and Path(value).exists() and not Path(value).is_dir():
+                raise UserError(f"report: out={value} is an existing file; expected a directory to write the report into")
             opts[key] = value
         elif eq and not Path(a).exists():
             raise UserError(f"report: unknown option {key!r}; expected DIR..., out=DIR or readme=FILE")

@@ -40,7 +40,9 @@ import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, TextIO
+from typing import Annotated, Any, BinaryIO, Iterator, TextIO
+
+from pydantic import Field
 
 from router_lab.errors import UserError, run_main
 from router_lab.files import check_output_is_not_input, write_atomic, write_json_atomic
@@ -108,7 +110,15 @@ def parse_options(argv: list[str], cls: type, doc: str | None = None):
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise UserError(f"unknown option {key!r}{hint}; expected one of {known}")
         values[key] = _convert(value, hints[key], key)
-    return cls(**values)
+    # Ranges and choices declared on the dataclass's fields (``Annotated[int, Field(ge=1)]``).
+    import pydantic
+
+    from router_lab.config_schema import format_validation_error
+
+    try:
+        return pydantic.TypeAdapter(cls).validate_python(values)
+    except pydantic.ValidationError as e:
+        raise UserError(format_validation_error(e)) from None
 
 
 def setup_cli() -> None:
@@ -134,11 +144,11 @@ class RouteOptions:
     input: str = ""
     output: str = ""
     on_error: str = "skip"
-    batch_size: int = 64
+    batch_size: Annotated[int, Field(ge=1)] = 64
     data: str = ""
     out: str = ""
     route_map: str = ""
-    threads: int = 0
+    threads: Annotated[int, Field(ge=0)] = 0
     quantize: str = ""       # int8: int8 dynamic quantisation of the encoder (CPU, ~2x faster)
     runtime: str = "torch"   # onnx: the encoder in ONNX Runtime (CPU; the fastest, see router_lab.onnx_runtime)
     trust_export: bool = False  # use the export dir's own route map endpoints (URLs, key variables)
@@ -172,6 +182,8 @@ def run_interactive(router, inp: TextIO | None = None, out: TextIO | None = None
     n = 0
     interactive = inp.isatty()
     out.write(f"router: {router.target} over {len(router.llm_names)} LLMs. Type a query; Ctrl-D or Ctrl-C quits.\n")
+    # Bytes, decoded line by line: input that is not UTF-8 is one bad line, not the end.
+    raw_in = getattr(inp, "buffer", None)
     while True:
         try:
             if interactive:
@@ -179,12 +191,18 @@ def run_interactive(router, inp: TextIO | None = None, out: TextIO | None = None
             else:
                 out.write("query> ")
                 out.flush()
-                line = inp.readline()
+                line = raw_in.readline() if raw_in is not None else inp.readline()
                 if not line:
                     raise EOFError
+                if isinstance(line, bytes):
+                    line = line.decode("utf-8")
         except (EOFError, KeyboardInterrupt):
             out.write("\n")
             return n
+        except UnicodeDecodeError as e:
+            out.write(f"error: the query is not valid UTF-8 (byte 0x{e.object[e.start]:02x}); expected text\n")
+            out.flush()
+            continue
         line = line.strip()
         if not line:
             continue
@@ -196,27 +214,39 @@ def run_interactive(router, inp: TextIO | None = None, out: TextIO | None = None
         out.flush()
 
 
-def iter_jsonl_queries(f: TextIO, on_error: str, errors: list) -> Iterator[tuple[int, Any, Any]]:
-    """(line number, id, query or conversation) per good line; bad lines are reported
-    (and counted in ``errors``), then skipped or stop the stream."""
+def _jsonl_query(raw: str | bytes) -> tuple[Any, Any, str | None]:
+    """(id, query or conversation, None) for a good line, or (None, None, what is wrong)."""
+    if isinstance(raw, bytes):  # a file opened in binary: each line decoded on its own
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            return None, None, f"not valid UTF-8 (byte 0x{e.object[e.start]:02x} at column {e.start + 1})"
+    try:
+        obj = json.loads(raw)
+    except json.JSONDecodeError as e:
+        return None, None, f"not JSON ({e.msg} at column {e.colno})"
+    except RecursionError:
+        return None, None, "JSON nested too deeply"
+    if not isinstance(obj, dict):
+        return None, None, f"a JSON {type(obj).__name__}; expected an object with 'query' or 'conversation'"
+    q = obj.get("query")
+    if q is None:
+        q = obj.get("conversation") or obj.get("messages")
+    if isinstance(q, str) and q.strip() or isinstance(q, list) and q:
+        return obj.get("id"), q, None
+    return None, None, "no non-empty 'query' (text) or 'conversation'/'messages' (list of turns)"
+
+
+def iter_jsonl_queries(f: TextIO | BinaryIO, on_error: str, errors: list) -> Iterator[tuple[int, Any, Any]]:
+    """(line number, id, query or conversation) per good line; bad lines (not UTF-8, not
+    JSON, no query) are reported (and counted in ``errors``), then skipped or stop the stream."""
     for n, raw in enumerate(f, 1):
         if not raw.strip():
             continue
-        try:
-            obj = json.loads(raw)
-        except json.JSONDecodeError as e:
-            problem = f"not JSON ({e.msg} at column {e.colno})"
-        else:
-            if not isinstance(obj, dict):
-                problem = f"a JSON {type(obj).__name__}; expected an object with 'query' or 'conversation'"
-            else:
-                q = obj.get("query")
-                if q is None:
-                    q = obj.get("conversation") or obj.get("messages")
-                if isinstance(q, str) and q.strip() or isinstance(q, list) and q:
-                    yield n, obj.get("id"), q
-                    continue
-                problem = "no non-empty 'query' (text) or 'conversation'/'messages' (list of turns)"
+        rid, q, problem = _jsonl_query(raw)
+        if problem is None:
+            yield n, rid, q
+            continue
         msg = f"{f.name if hasattr(f, 'name') else 'input'}: line {n}: {problem}"
         errors.append(msg)
         print(f"error: {msg}", file=sys.stderr, flush=True)
@@ -236,11 +266,14 @@ def run_batch(router, opts: RouteOptions) -> dict:
         raise UserError(f"input={src}: no such file; expected a JSONL file of queries")
     dst = Path(opts.output)
     check_output_is_not_input(dst, [src])
+    if dst.is_dir():
+        raise UserError(f"output={dst} is a directory; expected a file path for the JSONL decisions")
     dst.parent.mkdir(parents=True, exist_ok=True)
     errors: list[str] = []
     routed, t0 = 0, time.perf_counter()
     stopped = False
-    with src.open(encoding="utf-8") as f, dst.open("w", encoding="utf-8") as w:
+    # Binary: a line that is not UTF-8 is one bad line, not the end of the file.
+    with src.open("rb") as f, dst.open("w", encoding="utf-8") as w:
         items = iter_jsonl_queries(f, opts.on_error, errors)
         chunks = iter_chunks(items, max(1, opts.batch_size))
         for chunk in chunks:

@@ -17,14 +17,19 @@ out-of-scope fallback an LLM (``category_map`` / ``default_llm``).
 
 GET /health (router, pool, endpoints, requests in flight), GET /v1/models.
 
-Errors: a malformed request -> 400 with an OpenAI-style ``{"error": {"message": ...}}``; an
-upstream that is down -> 502 naming the LLM, one that does not answer within ``timeout``
-seconds -> 504; no free slot within ``queue_timeout`` seconds (``max_concurrency``
-requests in flight) -> 503. API keys come only from the environment variable named by the
-route map's ``api_key_env`` and are never logged. The endpoints come from ``route_map=YAML``;
-an export dir's own route map (its URLs and key variables) is used only with
-``trust_export=true``. At start the proxy logs which endpoint receives which key variable
-(the variable's name, never its value).
+Errors: a malformed request (not JSON, nested deeper than the parser goes, a text part
+that is not a string) -> 400 with an OpenAI-style ``{"error": {"message": ...}}``; a body
+over ``max_body_mb`` MiB -> 413 (read no further); an upstream that is down -> 502 naming
+the LLM, one that does not answer within ``timeout`` seconds -> 504; no free slot within
+``queue_timeout`` seconds (``max_concurrency`` requests in flight) -> 503. An upstream's
+``retry-after`` (e.g. on its 429) is passed on to the client. The router reads at most the
+encoder's ``max_length`` tokens of a conversation and the text is cut to that window before
+it is tokenised (:meth:`Router._tokenize`), so a maximal request costs about what a normal
+one does (``benchmarks/proxy_big_request.py``). API keys come only from the environment variable named by the
+route map's ``api_key_env`` and are never logged.
+The endpoints come from ``route_map=YAML``; an export dir's own route map (its URLs and key
+variables) is used only with ``trust_export=true``. At start the proxy logs which endpoint
+receives which key variable (the variable's name, never its value).
 """
 from __future__ import annotations
 
@@ -38,11 +43,12 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Annotated, Any, Iterator
 
 import httpx
 import torch
 from fastapi import FastAPI, Request
+from pydantic import Field
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
@@ -53,6 +59,27 @@ from router_lab.errors import UserError, run_main
 log = logging.getLogger("router_lab.serve")
 
 AUTO_MODELS = ("auto", "router", "router_lab")
+#: Upstream response headers passed on to the client (rate limits: when to come back).
+PASS_HEADERS = ("retry-after", "x-ratelimit-limit-requests", "x-ratelimit-remaining-requests",
+                "x-ratelimit-reset-requests", "x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens",
+                "x-ratelimit-reset-tokens")
+DEFAULT_MAX_BODY_MB = 4.0
+class BodyTooLarge(Exception):
+    pass
+
+
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    """The request body, refusing (``BodyTooLarge``) as soon as it passes ``max_bytes``."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > max_bytes:
+        raise BodyTooLarge(int(declared))
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise BodyTooLarge(size)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def error_response(status: int, message: str, kind: str, headers: dict | None = None) -> JSONResponse:
@@ -95,9 +122,10 @@ def decision_headers(d, model: str | None, forced: bool) -> dict[str, str]:
 
 
 def create_app(router: Router, max_concurrency: int = 32, timeout: float = 60.0, connect_timeout: float = 5.0,
-               queue_timeout: float = 30.0) -> FastAPI:
+               queue_timeout: float = 30.0, max_body_mb: float = DEFAULT_MAX_BODY_MB) -> FastAPI:
     """The proxy app over a loaded router (its route map gives the endpoints)."""
     check_label_routes(router)
+    max_body = int(max_body_mb * 2 ** 20)
     state: dict[str, Any] = {"in_flight": 0}
     slots = asyncio.Semaphore(max_concurrency)
     # One routing forward pass at a time: torch already uses every core for one.
@@ -130,9 +158,17 @@ def create_app(router: Router, max_concurrency: int = 32, timeout: float = 60.0,
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
         try:
-            body = json.loads(await request.body())
+            raw = await read_body(request, max_body)
+        except BodyTooLarge as e:
+            return error_response(413, f"request body is {e.args[0]} bytes or more; this proxy accepts at most "
+                                       f"{max_body} bytes (max_body_mb={max_body_mb:g})", "request_too_large")
+        try:
+            body = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             return error_response(400, f"request body is not JSON ({e})", "invalid_request_error")
+        except RecursionError:
+            return error_response(400, "request body is JSON nested too deeply; expected a chat-completions "
+                                       "object", "invalid_request_error")
         problem = check_chat_request(body)
         if problem:
             return error_response(400, problem, "invalid_request_error")
@@ -178,6 +214,10 @@ def create_app(router: Router, max_concurrency: int = 32, timeout: float = 60.0,
                                   decision_headers(d, None, forced))
         model = ep.get("model") or d.llm
         headers = decision_headers(d, model, forced)
+
+        def answer_headers() -> dict[str, str]:
+            # The decision, and what the upstream says about coming back (429's retry-after).
+            return {**{k: upstream.headers[k] for k in PASS_HEADERS if k in upstream.headers}, **headers}
         up_headers = {"content-type": "application/json"}
         key = os.environ.get(ep["api_key_env"]) if ep.get("api_key_env") else None
         if key:
@@ -208,7 +248,7 @@ def create_app(router: Router, max_concurrency: int = 32, timeout: float = 60.0,
             finally:
                 await upstream.aclose()
                 release()
-            return Response(content, status_code=upstream.status_code, media_type=media, headers=headers)
+            return Response(content, status_code=upstream.status_code, media_type=media, headers=answer_headers())
 
         async def close() -> None:
             await upstream.aclose()
@@ -225,8 +265,8 @@ def create_app(router: Router, max_concurrency: int = 32, timeout: float = 60.0,
             finally:
                 await close()
 
-        return StreamingResponse(passthrough(), status_code=upstream.status_code, media_type=media, headers=headers,
-                                 background=BackgroundTask(close))
+        return StreamingResponse(passthrough(), status_code=upstream.status_code, media_type=media,
+                                 headers=answer_headers(), background=BackgroundTask(close))
 
     return app
 
@@ -302,12 +342,13 @@ class ServeOptions:
     router: str = ""
     route_map: str = ""
     host: str = "127.0.0.1"
-    port: int = 8000
-    max_concurrency: int = 32
-    queue_timeout: float = 30.0
-    timeout: float = 60.0
-    connect_timeout: float = 5.0
-    threads: int = 0
+    port: Annotated[int, Field(ge=1, le=65535)] = 8000
+    max_concurrency: Annotated[int, Field(ge=1)] = 32
+    queue_timeout: Annotated[float, Field(gt=0)] = 30.0
+    timeout: Annotated[float, Field(gt=0)] = 60.0
+    connect_timeout: Annotated[float, Field(gt=0)] = 5.0
+    max_body_mb: Annotated[float, Field(gt=0)] = DEFAULT_MAX_BODY_MB  # larger request bodies get a 413
+    threads: Annotated[int, Field(ge=0)] = 0
     quantize: str = ""       # int8: int8 dynamic quantisation of the encoder (CPU, ~2x faster)
     runtime: str = "torch"   # onnx: the encoder in ONNX Runtime (CPU; the fastest, see router_lab.onnx_runtime)
     trust_export: bool = False  # use the export dir's own route map (its URLs and key variables)
@@ -344,11 +385,28 @@ def check_label_routes(router: Router) -> None:
                         "expected policy.fallback_llm or policy.default_llm")
 
 
+def _check_address(host: str, port: int) -> None:
+    """Fail in one line, before loading anything, if ``host:port`` cannot be listened on."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        raise UserError(f"host={host!r}: cannot resolve it ({e.strerror}); expected an address such as 127.0.0.1") from None
+    family, _, _, _, addr = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(addr)
+        except OSError as e:
+            raise UserError(f"host={host} port={port}: cannot listen there ({e.strerror}); "
+                            "expected a free port (port=...)") from None
+
+
 def serve(opts: ServeOptions) -> None:
     import uvicorn
 
     if not opts.router:
         raise UserError("expected router=PATH (an export dir, a run dir or a .ckpt)")
+    _check_address(opts.host, opts.port)
     if opts.threads > 0:
         import torch
 
@@ -366,7 +424,8 @@ def serve(opts: ServeOptions) -> None:
     if missing:
         log.warning("no endpoint for %s: requests routed there get 502", missing)
     log_endpoints(router)
-    app = create_app(router, opts.max_concurrency, opts.timeout, opts.connect_timeout, opts.queue_timeout)
+    app = create_app(router, opts.max_concurrency, opts.timeout, opts.connect_timeout, opts.queue_timeout,
+                     max_body_mb=opts.max_body_mb)
     uvicorn.run(app, host=opts.host, port=opts.port, log_level="info")
 
 

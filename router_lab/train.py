@@ -23,8 +23,8 @@ import hydra
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
-from router_lab import CONF_DIR
-from router_lab.errors import run_main
+from router_lab.config_schema import TrainConfig
+from router_lab.errors import hydra_cli, run_main
 from router_lab.files import write_atomic, write_json_atomic
 from router_lab.runs import check_checkpoint
 from router_lab.evaluation import evaluate, results_table
@@ -152,7 +152,7 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
     return metrics, objects
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
+@hydra_cli("train", schema=TrainConfig)
 def main(cfg: DictConfig) -> float | None:
     if cfg.get("extras", {}).get("ignore_warnings"):
         warnings.filterwarnings("ignore")

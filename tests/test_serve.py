@@ -140,3 +140,64 @@ def test_slow_upstream_times_out_with_504_naming_the_llm(stack):
             r = httpx.post(proxy + "/v1/chat/completions", json={"model": llm, "messages": MSGS}, timeout=10)
             assert time.perf_counter() - t0 < 2.5
     assert r.status_code == 504 and llm in r.json()["error"]["message"]
+
+
+# ---------------------------------------------------------------- request limits and upstream rate limits
+
+def test_oversized_body_is_413_and_deep_nesting_is_400_and_the_connection_survives(stack):
+    app = create_app(stack["router"], max_concurrency=2, timeout=5.0, queue_timeout=5.0, max_body_mb=0.05)
+    big = {"model": "auto", "messages": [{"role": "user", "content": "x " * 40_000}]}  # ~80 KB
+    with run_in_thread(app) as proxy, httpx.Client(base_url=proxy, timeout=10) as c:
+        r = c.post("/v1/chat/completions", json=big)
+        assert r.status_code == 413 and "max_body_mb=0.05" in r.json()["error"]["message"]
+        # Chunked, without a content-length: cut off as soon as it passes the limit.
+        r = c.post("/v1/chat/completions", content=iter([b'{"messages": "' + b"y" * 30_000] * 3))
+        assert r.status_code == 413
+        ok = c.post("/v1/chat/completions", json={"model": "auto", "messages": MSGS})  # same connection
+        assert ok.status_code == 200
+    with httpx.Client(base_url=stack["proxy"], timeout=10) as c:  # the default limit (4 MiB)
+        deep = b"[" * 200_000 + b"]" * 200_000
+        r = c.post("/v1/chat/completions", content=deep, headers={"content-type": "application/json"})
+        assert r.status_code == 400 and "nested too deeply" in r.json()["error"]["message"]
+        for bad in (5, None):  # a text part that is not a string
+            msgs = [{"role": "user", "content": [{"type": "text", "text": bad}]}]
+            r = c.post("/v1/chat/completions", json={"model": "auto", "messages": msgs})
+            assert r.status_code == 400 and "messages[0].content[0].text" in r.json()["error"]["message"], r.text
+        ok = c.post("/v1/chat/completions", json={"model": "auto", "messages": MSGS})  # same connection
+        assert ok.status_code == 200 and ok.headers["x-router-llm"]
+
+
+def test_an_upstream_429_passes_its_retry_after_to_the_client(stack):
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse
+
+    limited = FastAPI()
+
+    @limited.post("/v1/chat/completions")
+    async def chat():
+        return JSONResponse({"error": {"message": "slow down", "type": "rate_limit"}}, status_code=429,
+                            headers={"retry-after": "7", "x-ratelimit-remaining-requests": "0"})
+
+    with run_in_thread(limited) as up:
+        eps = {n: {"model": n, "base_url": f"{up}/v1"} for n in stack["names"]}
+        router = Router.load(stack["run"], route_map={"endpoints": eps})
+        with run_in_thread(create_app(router, timeout=5.0)) as proxy:
+            for stream in (False, True):
+                r = httpx.post(proxy + "/v1/chat/completions", timeout=10,
+                               json={"model": "auto", "messages": MSGS, "stream": stream})
+                assert r.status_code == 429 and r.headers["retry-after"] == "7", r.headers
+                assert r.headers["x-ratelimit-remaining-requests"] == "0" and r.headers["x-router-llm"]
+
+
+def test_a_huge_query_is_cut_to_the_encoders_window_before_tokenising(stack):
+    router = stack["router"]
+    words = "integrate the function from zero to one and explain every step carefully".split()
+    text = " ".join(words[i % len(words)] + str(i % 7) for i in range(300_000))  # ~2.5 MB
+    window, cut = router.window_text(text)
+    assert cut and len(window) < 10_000
+    full = router.tokenizer(text, truncation=True, max_length=router.spec.max_length)["input_ids"]
+    ids, truncated = router._tokenize([text])
+    assert ids[0] == full and truncated == [True]  # the same ids as tokenising everything
+    short = "integrate x^2 from 0 to 1"
+    assert router.window_text(short) == (short, False)
+    assert router.route(text).truncated

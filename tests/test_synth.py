@@ -30,9 +30,15 @@ def test_retry_policy_backoff_and_retry_after():
     for attempt, full in [(0, 0.5), (1, 1.0), (2, 2.0), (3, 4.0), (6, 4.0)]:
         d = p.delay(attempt, None, rng)
         assert full * 0.5 <= d <= full
-    # retry-after wins, and is never undercut
+    # retry-after wins, and is never undercut, up to max_delay_s: a server asking for a day
+    # does not stall the run for a day
     assert all(2.0 <= p.delay(0, 2.0, rng) <= 2.2 for _ in range(50))
-    assert parse_retry_after("0.1") == 0.1 and parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") is None
+    assert all(p.delay(0, 86400.0, rng) == 4.0 for _ in range(5))
+    # delta-seconds and the HTTP-date form (RFC 9110); a date in the past means now
+    assert parse_retry_after("0.1") == 0.1 and parse_retry_after("soon") is None
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
+    now = 1_445_412_450.0  # 2015-10-21 07:27:30 UTC
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=now) == 30.0
 
 
 def test_model_roulette_follows_weights():
@@ -173,11 +179,14 @@ def test_arch_router_offline_end_to_end(tmp_path):
 
 def test_rerun_on_a_finished_dir_is_a_noop(tmp_path):
     cfg = synth_cfg("arch_router", n_items=10)
-    run_synth(cfg, tmp_path)
+    first = run_synth(cfg, tmp_path)
     before = (tmp_path / "records.jsonl").read_text()
     s = run_synth(cfg, tmp_path)
     assert (tmp_path / "records.jsonl").read_text() == before
-    assert sum(s["stages"]["requests"].values()) == 0  # policies from the cache, items from the log
+    # Policies from policies.json, items from the log: nothing new is sent, and the totals
+    # (requests, tokens, cost) still cover the first session.
+    assert s["requests_sent"] == first["requests_sent"] > 0 and s["stages"]["sessions"] == 2
+    assert s["tokens_total"] == first["tokens_total"] and s["cost_usd"] == first["cost_usd"]
     assert s["timing"]["items_this_session"] == 0 and s["timing"]["items_resumed"] == 10
     with pytest.raises(SynthConfigError, match="different synth settings"):
         run_synth({**cfg, "seed": 1}, tmp_path)

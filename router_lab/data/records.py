@@ -85,7 +85,7 @@ def check_scores(
 ) -> None:
     """Raise DataError (one line) when scores are missing, name LLMs outside the pool,
     miss some pool LLMs (unless ``allow_partial``: preference pairs score two LLMs only),
-    or hold NaN/negative values."""
+    or hold NaN/infinite/negative values (or, for ``multi_attempt``, scores above 1)."""
     if not record.scores:
         if require_scores:
             raise DataError(f"{where}: record {record.id!r} has no scores; expected one per LLM in {list(llm_names)}")
@@ -98,17 +98,20 @@ def check_scores(
     missing = [k for k in llm_names if k not in record.scores]
     if missing and not allow_partial:
         raise DataError(f"{where}: record {record.id!r} has no score for LLM(s) {missing}")
+    # multi_attempt: the fraction of correct attempts, in [0, 1].
+    bounded = record.score_type == "multi_attempt"
     for k, v in record.scores.items():
-        if not _is_nonneg_number(v):
+        if not _is_nonneg_number(v) or bounded and float(v) > 1.0:
             raise DataError(
-                f"{where}: record {record.id!r} score for {k!r} is {v!r}; expected a number >= 0"
+                f"{where}: record {record.id!r} score for {k!r} is {v!r}; expected a "
+                + ("fraction in [0, 1] (score_type multi_attempt)" if bounded else "finite number >= 0")
             )
     if record.costs:
         for k, v in record.costs.items():
             if k not in llm_names:
                 raise DataError(f"{where}: record {record.id!r} has a cost for unknown LLM {k!r}")
             if not _is_nonneg_number(v):
-                raise DataError(f"{where}: record {record.id!r} cost for {k!r} is {v!r}; expected a number >= 0")
+                raise DataError(f"{where}: record {record.id!r} cost for {k!r} is {v!r}; expected a finite number >= 0")
 
 
 def _is_nonneg_number(v: object) -> bool:
@@ -118,7 +121,7 @@ def _is_nonneg_number(v: object) -> bool:
         f = float(v)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return False
-    return not math.isnan(f) and f >= 0
+    return math.isfinite(f) and f >= 0
 
 
 # ---------------------------------------------------------------- Arrow storage

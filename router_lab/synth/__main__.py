@@ -9,36 +9,29 @@
 """
 from __future__ import annotations
 
-import logging
 import sys
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
 import router_lab  # noqa: F401 - registers the router_lab_root resolver
-from router_lab import CONF_DIR
-from router_lab.synth.backends import SynthConfigError
+from router_lab.errors import hydra_cli, run_main
 from router_lab.synth.run import run_synth
-
-log = logging.getLogger("router_lab.synth")
 
 
 def generate(cfg: DictConfig) -> dict:
     synth = OmegaConf.to_container(cfg.synth, resolve=True)
     run_dir = synth.get("resume_dir") or cfg.paths.output_dir
-    return run_synth(synth, run_dir)
-
-
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="synth")
-def main(cfg: DictConfig) -> None:
     try:
-        generate(cfg)
-    except SynthConfigError as e:
-        log.error("%s", e)
-        sys.exit(2)
+        return run_synth(synth, run_dir)
     except KeyboardInterrupt:
-        log.error("interrupted; finished items are in items.jsonl: rerun with synth.resume_dir=<run dir> to continue")
+        print(f"error: interrupted; finished items are in {run_dir}/items.jsonl: rerun with "
+              f"synth.resume_dir={run_dir} to continue", file=sys.stderr, flush=True)
         sys.exit(130)
+
+
+@hydra_cli("synth")
+def main(cfg: DictConfig) -> None:
+    run_main(generate, cfg)
 
 
 if __name__ == "__main__":

@@ -159,7 +159,7 @@ class AgentToolsRecipe:
         self.prep_rejections: list[dict] = []
         self.prep_events: Counter = Counter()
 
-    async def prepare(self) -> None:
+    async def prepare(self, run_dir=None) -> None:
         ax = self.cfg["axes"]
         for k in ("domains", "personas", "styles"):
             if not ax.get(k):
@@ -171,6 +171,9 @@ class AgentToolsRecipe:
 
     def n_items(self) -> int:
         return int(self.cfg["n_items"])
+
+    def check_logged(self, idx: int, row: dict) -> None:
+        """Items are independent draws from the config (checked by the run's fingerprint)."""
 
     async def process(self, idx: int) -> dict:
         rng = item_rng(self.seed, "item", idx)

@@ -3,7 +3,12 @@
 
     python -m router_lab.synth synth=arch_router synth.n_items=200
 
-One work item = one conversation for one route (routes cycle in a seeded order). Below the
+One work item = one conversation for one route: item ``i`` belongs to route
+``order[i % n_routes]`` over *all* taxonomy routes (a seeded shuffle), so which route an
+item gets never depends on which other policies were generated; an item whose route's
+policy could not be generated is rejected (``stage: policy``). The policies are recorded
+in ``policies.json`` in the run dir and reused on resume; a run dir whose logged items
+do not match its policies (the taxonomy or ``policies.json`` changed) is refused. Below the
 judge's threshold a conversation is regenerated (the judge's reasoning goes back into the
 prompt) up to ``judge.max_regenerations`` times, then the item is rejected. Accepted items
 branch: the original always, and with configured probabilities a paraphrase (an LLM
@@ -12,8 +17,8 @@ and a domain-mixed copy (an earlier exchange from another route).
 """
 from __future__ import annotations
 
-import asyncio
 import dataclasses
+import json
 import logging
 import random
 from collections import Counter
@@ -21,7 +26,7 @@ from typing import Any, Mapping
 
 from router_lab.data.records import RoutingRecord, render_conversation, stable_id
 from router_lab.synth import offline
-from router_lab.synth.backends import InvalidReply, LLMClient, RequestFailed
+from router_lab.synth.backends import InvalidReply, LLMClient, RequestFailed, SynthConfigError, gather_all
 from router_lab.synth.schemas import AlignmentJudgement, Conversation, Paraphrase, RoutePolicy
 from router_lab.synth.scoring import score_query
 from router_lab.synth.stage import stage_request
@@ -67,25 +72,77 @@ class ArchRouterRecipe:
         self.prep_events: Counter = Counter()
 
     # ------------------------------------------------------------ stage 0-1
-    async def prepare(self) -> None:
+    async def prepare(self, run_dir=None) -> None:
+        from pathlib import Path
+
+        from router_lab.synth.run import NoRecords
+        from router_lab.synth.store import atomic_write_text
+
         t = self.cfg.get("taxonomy") or {}
         tax = load_taxonomy(t.get("source", "auto"), t.get("path"), t.get("max_domains"), t.get("max_intents_per_domain"))
         pairs = route_pairs(tax)
-        results = await asyncio.gather(*(self._policy(d, i) for d, i in pairs), return_exceptions=False)
-        used: set[str] = set()
-        for (d, i), pol in zip(pairs, results):
-            if pol is None:
-                continue
-            name = pol.name if pol.name not in used else f"{pol.name}_{d}_{i}"
-            used.add(name)
-            self.policies.append({"name": name, "description": pol.description, "domain": d, "intent": i})
+        saved = Path(run_dir) / "policies.json" if run_dir is not None else None
+        if saved is not None and saved.exists():
+            slots = self._load_policies(saved, pairs)
+        else:
+            results = await gather_all(*(self._policy(d, i) for d, i in pairs))
+            used: set[str] = set()
+            slots = []
+            for (d, i), pol in zip(pairs, results):
+                if pol is None:
+                    slots.append(None)
+                    continue
+                name = pol.name if pol.name not in used else f"{pol.name}_{d}_{i}"
+                used.add(name)
+                slots.append({"name": name, "description": pol.description, "domain": d, "intent": i})
+            if saved is not None and any(slots):
+                atomic_write_text(saved, json.dumps({"routes": [list(p) for p in pairs], "policies": slots,
+                                                     "rejections": self.prep_rejections}, indent=1, ensure_ascii=False))
+        self.routes, self.slots = pairs, slots
+        self.policies = [p for p in slots if p]
         self.prep_events["routes"] = len(pairs)
         self.prep_events["policies_accepted"] = len(self.policies)
         if not self.policies:
-            raise RuntimeError("no route policy could be generated; see rejections.jsonl")
-        order = list(range(len(self.policies)))
+            last = self.prep_rejections[-1]["reason"] if self.prep_rejections else "no routes in the taxonomy"
+            raise NoRecords(f"no route policy could be generated for any of the {len(pairs)} routes (last: {last})")
+        # Over all routes, not over the policies that happened to succeed.
+        order = list(range(len(pairs)))
         random.Random(self.seed).shuffle(order)
         self._order = order
+
+    def _load_policies(self, path, pairs: list[tuple[str, str]]) -> list[dict | None]:
+        try:
+            rec = json.loads(path.read_text(encoding="utf-8"))
+            routes = [tuple(r) for r in rec["routes"]]
+            slots = rec["policies"]
+            self.prep_rejections = list(rec.get("rejections") or [])
+            ok = len(slots) == len(routes) and all(
+                s is None or (isinstance(s, dict) and {"name", "description", "domain", "intent"} <= set(s))
+                for s in slots)
+        except (OSError, ValueError, KeyError, TypeError):
+            ok = False
+        if not ok:
+            raise SynthConfigError(f"{path}: not a policies file this generator wrote (routes, policies); "
+                                   f"restore it or start a new run dir")
+        if routes != list(pairs):
+            raise SynthConfigError(
+                f"{path}: the run's recorded routes ({len(routes)}) differ from the taxonomy now configured "
+                f"({len(pairs)}); resume with the same synth.taxonomy or start a new run dir")
+        return slots
+
+    def _slot(self, idx: int) -> tuple[tuple[str, str], dict | None]:
+        k = self._order[idx % len(self._order)]
+        return self.routes[k], self.slots[k]
+
+    def check_logged(self, idx: int, row: dict) -> None:
+        """A logged item must belong to the route the recorded policies give it now."""
+        _, pol = self._slot(idx)
+        want = pol["name"] if pol else None
+        if row.get("route") != want:
+            raise SynthConfigError(
+                f"items.jsonl: item {idx} was generated for route {row.get('route')!r} but this run's policies "
+                f"give route {want!r}: the policies changed since (policies.json replaced or removed?); "
+                f"restore them or start a new run dir")
 
     async def _policy(self, domain: str, intent: str) -> RoutePolicy | None:
         rng = item_rng(self.seed, "policy", domain, intent)
@@ -102,7 +159,11 @@ class ArchRouterRecipe:
 
     # ------------------------------------------------------------ stages 2-5, one item
     async def process(self, idx: int) -> dict:
-        pol = self.policies[self._order[idx % len(self._order)]]
+        (domain, intent), pol = self._slot(idx)
+        if pol is None:
+            return {"item": idx, "route": None, "domain": domain, "status": "rejected", "outputs": [], "events": {},
+                    "rejections": [{"stage": "policy", "layer": "structural",
+                                    "reason": f"no route policy for {domain}/{intent} (its request failed)"}]}
         rng = item_rng(self.seed, "item", idx)
         turns_cfg = self.cfg.get("turns") or {}
         lo, hi = int(turns_cfg.get("min", 1)), int(turns_cfg.get("max", 3))
@@ -195,9 +256,11 @@ class ArchRouterRecipe:
         if rng.random() < float(aug.get("irrelevant", 0.0)):
             pool = list(aug.get("irrelevant_queries") or offline.IRRELEVANT)
             out.append(("irrelevant", turns[:-1] + [{"role": "user", "content": rng.choice(pool)}], "other"))
-        if rng.random() < float(aug.get("domain_mix", 0.0)) and len(self.policies) > 1:
-            other = rng.choice([p for p in self.policies if p["domain"] != pol["domain"]] or self.policies)
-            prefix = [{"role": "user", "content": offline.OfflineBackend()._user_turn(other["intent"], rng)},
+        if rng.random() < float(aug.get("domain_mix", 0.0)) and len(self.routes) > 1:
+            # From all taxonomy routes (the prefix needs only an intent), so an item's content
+            # does not depend on which other policies were generated.
+            _, other = rng.choice([r for r in self.routes if r[0] != pol["domain"]] or self.routes)
+            prefix = [{"role": "user", "content": offline.OfflineBackend()._user_turn(other, rng)},
                       {"role": "assistant", "content": rng.choice(offline.ASSISTANT)}]
             out.append(("domain_mix", prefix + turns, pol["name"]))
         return out
@@ -206,8 +269,10 @@ class ArchRouterRecipe:
                 judge: AlignmentJudgement, rng: random.Random) -> dict:
         k = int((self.cfg.get("augment") or {}).get("n_candidate_routes", 5))
         others = [p for p in self.policies if p["name"] != pol["name"]]
-        cands = [pol] + rng.sample(others, min(max(k - 1, 0), len(others)))
-        rng.shuffle(cands)
+        # Its own draw: the candidate list depends on which policies exist, the record must not.
+        crng = item_rng(self.seed, "candidates", idx, branch)
+        cands = [pol] + crng.sample(others, min(max(k - 1, 0), len(others)))
+        crng.shuffle(cands)
         rid = stable_id("synth", self.name, self.seed, idx, branch)
         arch = {"id": rid, "routes": [{"name": p["name"], "description": p["description"]} for p in cands],
                 "conversation": turns, "target": target, "domain": pol["domain"], "branch": branch,

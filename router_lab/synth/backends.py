@@ -7,21 +7,29 @@
 Every request goes through :meth:`LLMClient.ask`: a content-hash cache lookup (a resumed
 run replays finished requests instead of paying for them again), a concurrency bound,
 then the backend with *our* retry policy (exponential backoff with jitter, ``retry-after``
-honoured on 429, 5xx / timeouts / dropped connections retried). The SDKs' own retries are
-off (``max_retries=0``) so every retry is ours and counted. A reply that does not
-validate after instructor's re-asks is an :class:`InvalidReply`: the caller rejects the
-item, the run goes on. API keys come from the environment or ``.env`` only and are never
-logged or written.
+honoured on 429 -- seconds or an HTTP date, never longer than ``max_delay_s`` --, 5xx /
+timeouts / dropped connections / empty ``choices`` retried). The SDKs' own retries are
+off (``max_retries=0``) so every retry is ours and counted; instructor's re-asks (a reply
+that failed validation, a 200 whose body is not JSON) are counted from the HTTP client's
+own event hooks, so the counts are what the server saw. With a ``ledger`` file every event
+is appended to it as it happens: a resumed run's totals (requests, tokens, cost) cover every
+session, killed ones included. A reply that does not validate after instructor's re-asks
+is an :class:`InvalidReply`: the caller rejects the item, the run goes on. A server that
+cannot be reached at all ends the run with one line (:class:`BackendUnreachable`). API
+keys come from the environment or ``.env`` only and are never logged or written.
 """
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import email.utils
 import hashlib
 import json
 import logging
 import os
 import random
 import threading
+import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,14 +37,20 @@ from typing import Any, Mapping, Protocol, Sequence
 
 from pydantic import BaseModel, ValidationError
 
+from router_lab.errors import UserError
+
 log = logging.getLogger(__name__)
 
 BACKENDS = ("offline", "groq", "openai")
 DEFAULT_KEY_ENV = {"groq": "GROQ_API_KEY", "openai": "OPENAI_API_KEY"}
 
 
-class SynthConfigError(ValueError):
+class SynthConfigError(UserError):
     """A user-fixable problem with the generator's config or environment (one line)."""
+
+
+class BackendUnreachable(SynthConfigError):
+    """No request ever got through: the server is down or ``base_url`` is wrong."""
 
 
 class InvalidReply(Exception):
@@ -105,7 +119,8 @@ class Backend(Protocol):
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Exponential backoff with jitter; ``retry-after`` (seconds) wins when the server sends it."""
+    """Exponential backoff with jitter; ``retry-after`` wins when the server sends it, up to
+    ``max_delay_s`` (a server asking for a day does not stall the run for a day)."""
 
     max_attempts: int = 6
     base_delay_s: float = 0.5
@@ -115,19 +130,28 @@ class RetryPolicy:
     def delay(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
         """Seconds to wait before retry number ``attempt`` (0-based: the first retry is 0)."""
         if retry_after is not None and retry_after >= 0:
-            # At least what the server asked for; a little jitter on top spreads a burst.
-            return min(retry_after * (1.0 + 0.1 * rng.random()), max(self.max_delay_s, retry_after))
+            # What the server asked for (capped); a little jitter on top spreads a burst.
+            return min(retry_after * (1.0 + 0.1 * rng.random()), self.max_delay_s)
         d = min(self.max_delay_s, self.base_delay_s * (2 ** attempt))
         return d * (1.0 - self.jitter * rng.random())
 
 
-def parse_retry_after(value: str | None) -> float | None:
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date (RFC 9110)."""
     if value is None:
         return None
+    value = str(value).strip()
     try:
         return max(0.0, float(value))
     except ValueError:
-        return None  # an HTTP date: fall back to our own backoff
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None  # unparseable: fall back to our own backoff
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 # ---------------------------------------------------------------- request cache
@@ -178,20 +202,95 @@ class RequestCache:
 
 @dataclass
 class Stats:
-    requests: Counter = field(default_factory=Counter)  # per stage: API calls that returned
+    """Request counts and tokens. ``cached`` and ``shared`` are this session's; the rest, when
+    the client has a ledger, cover every session of the run (the ledger is replayed)."""
+
+    sent: Counter = field(default_factory=Counter)  # per stage: requests the server saw (retries and re-asks included)
+    requests: Counter = field(default_factory=Counter)  # per stage: requests that returned a valid reply
+    reasked: Counter = field(default_factory=Counter)  # per stage: instructor's extra requests (validation re-asks)
+    status: Counter = field(default_factory=Counter)  # per HTTP status of the server's answers ("none": no answer)
     cached: Counter = field(default_factory=Counter)
     invalid: Counter = field(default_factory=Counter)
     failed: Counter = field(default_factory=Counter)
-    retried: Counter = field(default_factory=Counter)  # per reason: 429, 5xx, timeout, ...
+    retried: Counter = field(default_factory=Counter)  # per reason: 429, 5xx, timeout, empty_choices, ...
     shared: Counter = field(default_factory=Counter)  # per stage: work reused from another item (no request)
     tokens: dict = field(default_factory=lambda: defaultdict(lambda: [0, 0]))  # "stage/model" -> [in, out]
+    sessions: int = 1
+
+    def apply(self, row: Mapping[str, Any]) -> None:
+        """Count one ledger event: ``{"e": kind, "s": stage, "m": model, ...}``."""
+        e, stage = row.get("e"), row.get("s", "?")
+        if e == "sent":
+            self.sent[stage] += 1
+        elif e == "reply":
+            self.status[str(row.get("status", "none"))] += 1
+            t = self.tokens[f"{stage}/{row.get('m', '?')}"]
+            t[0] += int(row.get("in", 0))
+            t[1] += int(row.get("out", 0))
+        elif e == "ok":
+            self.requests[stage] += 1
+        elif e == "reask":
+            self.reasked[stage] += int(row.get("n", 1))
+        elif e == "invalid":
+            self.invalid[stage] += 1
+        elif e == "failed":
+            self.failed[stage] += 1
+        elif e == "retry":
+            self.retried[str(row.get("k", "?"))] += 1
+        elif e == "session":
+            self.sessions += 1
 
     def to_dict(self) -> dict:
         return {
-            "requests": dict(self.requests), "cached": dict(self.cached), "invalid": dict(self.invalid),
+            "sent": dict(self.sent), "requests": dict(self.requests), "reasked": dict(self.reasked),
+            "http_status": dict(self.status), "cached": dict(self.cached), "invalid": dict(self.invalid),
             "failed": dict(self.failed), "retried": dict(self.retried), "shared": dict(self.shared),
             "tokens": {k: {"prompt": v[0], "completion": v[1]} for k, v in sorted(self.tokens.items())},
+            "sessions": self.sessions,
         }
+
+
+class Ledger:
+    """Append-only JSONL of request events, flushed per line: survives ``kill -9``."""
+
+    def __init__(self, path: str | os.PathLike | None):
+        self.path = Path(path) if path else None
+        self.rows: list[dict] = []
+        self._lock = threading.Lock()
+        self._fh = None
+        self._closed = False
+        if self.path and self.path.exists():
+            for line in self.path.read_text(encoding="utf-8", errors="replace").splitlines():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # torn by a kill
+                if isinstance(row, dict):
+                    self.rows.append(row)
+
+    def append(self, row: dict) -> None:
+        if self.path is None:
+            return
+        with self._lock:
+            if self._closed:
+                return  # a request cancelled after the run ended
+            if self._fh is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._fh = self.path.open("a", encoding="utf-8")
+            self._fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+            self._fh.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            if self._fh is not None:
+                self._fh.close()
+                self._fh = None
+
+
+#: The request being made in this task (stage, model, and what the HTTP hooks saw), so
+#: the HTTP client's event hooks can attribute each request they see to it.
+_TRACE: contextvars.ContextVar[dict | None] = contextvars.ContextVar("synth_request_trace", default=None)
 
 
 # ---------------------------------------------------------------- the client
@@ -200,16 +299,29 @@ class LLMClient:
     """Cache -> concurrency bound -> backend, with our retry policy around the backend."""
 
     def __init__(self, backend: Backend, cache: RequestCache, retry: RetryPolicy,
-                 concurrency: int = 8, seed: int = 0, on_event=None):
+                 concurrency: int = 8, seed: int = 0, on_event=None, ledger: Ledger | None = None):
         self.backend = backend
         self.cache = cache
         self.retry = retry
         self.concurrency = max(1, int(concurrency))
         self._sem: asyncio.Semaphore | None = None
         self.stats = Stats()
+        self.ledger = ledger or Ledger(None)
+        for row in self.ledger.rows:
+            self.stats.apply(row)
+        if self.ledger.rows:
+            self._event({"e": "session"})
         self._rng = random.Random(seed)
         self.on_event = on_event or (lambda kind: None)
         self.shared: dict[str, dict] = {}  # per-run work shared between items (e.g. scoring by query content)
+        self._got_through = bool(len(cache)) or bool(sum(self.stats.status.values()))
+        # A backend that speaks HTTP reports each request it sends and each answer it gets.
+        if hasattr(backend, "on_http"):
+            backend.on_http = self._event
+
+    def _event(self, row: dict) -> None:
+        self.stats.apply(row)
+        self.ledger.append(row)
 
     async def ask(self, req: Request) -> Reply:
         key = req.key()
@@ -223,35 +335,67 @@ class LLMClient:
                 pass  # the schema changed since: ask again
         if self._sem is None:
             self._sem = asyncio.Semaphore(self.concurrency)
+        sm = {"s": req.stage, "m": req.model}
+        http = hasattr(self.backend, "on_http")
         for attempt in range(self.retry.max_attempts):
             async with self._sem:
+                trace = {**sm, "sent": 0, "answered": 0}
+                token = _TRACE.set(trace)
                 try:
+                    if not http:
+                        self._event({**sm, "e": "sent"})
                     obj, usage = await self.backend.complete(req)
                 except TransientError as e:
                     err = e
                 except InvalidReply:
-                    self.stats.invalid[req.stage] += 1
+                    self._event({**sm, "e": "invalid"})
                     raise
                 else:
-                    self.stats.requests[req.stage] += 1
-                    t = self.stats.tokens[f"{req.stage}/{req.model}"]
-                    t[0] += usage.prompt_tokens
-                    t[1] += usage.completion_tokens
+                    if not http:
+                        self._event({**sm, "e": "reply", "status": 200, "in": usage.prompt_tokens,
+                                     "out": usage.completion_tokens})
+                    self._event({**sm, "e": "ok"})
+                    self._got_through = True
                     self.cache.put(key, req, obj, usage)
                     return Reply(obj, usage, req.model)
+                finally:
+                    _TRACE.reset(token)
+                    if trace["sent"] > 1:
+                        self._event({**sm, "e": "reask", "n": trace["sent"] - 1})
+                    if trace["answered"]:
+                        self._got_through = True
             if attempt + 1 >= self.retry.max_attempts:
                 break
-            self.stats.retried[err.kind] += 1
+            self._event({"e": "retry", "k": err.kind})
             self.on_event("retried")
             # Sleep outside the semaphore so a backing-off request does not hold a slot.
             await asyncio.sleep(self.retry.delay(attempt, err.retry_after, self._rng))
-        self.stats.failed[req.stage] += 1
+        self._event({**sm, "e": "failed"})
+        if err.kind == "connection" and not self._got_through:
+            raise BackendUnreachable(
+                f"synth.backend={getattr(self.backend, 'name', '?')}: cannot reach "
+                f"{getattr(self.backend, 'base_url', None) or 'the API'} (no connection after "
+                f"{self.retry.max_attempts} attempts); is the server running and synth.base_url right?")
         raise RequestFailed(f"{req.stage}: gave up after {self.retry.max_attempts} attempts (last: {err.kind})")
 
     async def aclose(self) -> None:
         self.cache.close()
+        self.ledger.close()
         if hasattr(self.backend, "aclose"):
             await self.backend.aclose()
+
+
+async def gather_all(*aws):
+    """``asyncio.gather``, but the first failure cancels the rest and waits for them, so no
+    task is left running (or failing unobserved) after the run ends."""
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    try:
+        return await asyncio.gather(*tasks)
+    except BaseException:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 # ---------------------------------------------------------------- real backends
@@ -279,20 +423,26 @@ class InstructorBackend:
         import instructor
 
         self.name = kind
+        self.base_url = base_url
         self.timeout_s = float(timeout_s)
         self.validation_retries = int(validation_retries)
+        #: Set by :class:`LLMClient`: called with each request sent and each answer received.
+        self.on_http = None
         key = _api_key(kind, api_key_env)
+        hooks = {"request": [self._on_request], "response": [self._on_response]}
         if kind == "groq":
             import groq
 
-            sdk = groq.AsyncGroq(api_key=key, base_url=base_url, max_retries=0, timeout=self.timeout_s)
+            sdk = groq.AsyncGroq(api_key=key, base_url=base_url, max_retries=0, timeout=self.timeout_s,
+                                 http_client=groq.DefaultAsyncHttpxClient(event_hooks=hooks))
             self._sdk = sdk
             self._client = instructor.from_groq(sdk, mode=instructor.Mode.TOOLS)
             self._errors = groq
         else:
             import openai
 
-            sdk = openai.AsyncOpenAI(api_key=key, base_url=base_url, max_retries=0, timeout=self.timeout_s)
+            sdk = openai.AsyncOpenAI(api_key=key, base_url=base_url, max_retries=0, timeout=self.timeout_s,
+                                     http_client=openai.DefaultAsyncHttpxClient(event_hooks=hooks))
             self._sdk = sdk
             self._client = instructor.from_openai(sdk, mode=instructor.Mode.TOOLS)
             self._errors = openai
@@ -303,6 +453,37 @@ class InstructorBackend:
     async def aclose(self) -> None:
         """Close the HTTP pool inside the event loop (else httpx complains at exit)."""
         await self._sdk.close()
+
+    def _emit(self, row: dict) -> None:
+        if self.on_http is not None:
+            self.on_http(row)
+
+    async def _on_request(self, request) -> None:
+        """httpx hook: every request the SDK sends, instructor's re-asks included."""
+        trace = _TRACE.get()
+        if trace is not None:
+            trace["sent"] += 1
+        self._emit({"e": "sent", "s": (trace or {}).get("s", "?"), "m": (trace or {}).get("m", "?")})
+
+    async def _on_response(self, response) -> None:
+        """httpx hook: the server's answer, with the usage it reports (re-asks' tokens are paid too)."""
+        trace = _TRACE.get() or {}
+        await response.aread()
+        tokens, body = (0, 0), None
+        try:
+            body = json.loads(response.content)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            trace["last"] = "non_json"
+        if isinstance(body, dict):
+            u = body.get("usage") or {}
+            if isinstance(u, dict):
+                tokens = (int(u.get("prompt_tokens") or 0), int(u.get("completion_tokens") or 0))
+            if response.status_code == 200:
+                trace["last"] = "empty_choices" if not body.get("choices") else "ok"
+        if "answered" in trace:
+            trace["answered"] += 1
+        self._emit({"e": "reply", "s": trace.get("s", "?"), "m": trace.get("m", "?"),
+                    "status": response.status_code, "in": tokens[0], "out": tokens[1]})
 
     async def complete(self, req: Request) -> tuple[Any, Usage]:
         from instructor.core.exceptions import InstructorRetryException
@@ -319,9 +500,12 @@ class InstructorBackend:
             )
         except asyncio.TimeoutError:
             raise TransientError("timeout") from None
-        except InstructorRetryException as e:
-            raise self._classify(e.__cause__ or e) from None
-        except Exception as e:  # noqa: BLE001 - classified below; unknown ones re-raised
+        except Exception as e:  # noqa: BLE001 - classified below
+            if (_TRACE.get() or {}).get("last") == "empty_choices":
+                # A 200 without a choice: nothing to re-ask about, so ask again (our retry, counted).
+                raise TransientError("empty_choices") from None
+            if isinstance(e, InstructorRetryException):
+                e = e.__cause__ or e
             raise self._classify(e) from None
         u = getattr(completion, "usage", None)
         return obj, Usage(int(getattr(u, "prompt_tokens", 0) or 0), int(getattr(u, "completion_tokens", 0) or 0))

@@ -8,7 +8,14 @@ In-process: ``summary = run_synth(synth_cfg_dict, run_dir)``. Work items are pro
 concurrently (``concurrency`` requests in flight) and logged to ``items.jsonl`` as each
 finishes; a rerun on the same dir skips logged items and replays cached requests, and the
 final files are rebuilt from the whole log in item order, so an interrupted-then-resumed
-run ends with exactly the records of an uninterrupted one.
+run ends with exactly the records of an uninterrupted one. Run-wide choices (the
+Arch-Router route policies) are recorded in the run dir and reused on resume, and every
+request event is appended to ``requests_log.jsonl``: the summary's request, token and
+cost totals cover all sessions of a run.
+
+Settings are validated first (:mod:`router_lab.synth.settings`); a run that produced no
+record, or a server that cannot be reached, ends with one line (a ``UserError``), the
+rejections written, and no ``records.jsonl``.
 """
 from __future__ import annotations
 
@@ -23,7 +30,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from router_lab.data.records import RoutingRecord, records_to_dataset
-from router_lab.synth.backends import LLMClient, RequestCache, RetryPolicy, SynthConfigError, build_backend
+from router_lab.synth.backends import Ledger, LLMClient, RequestCache, RetryPolicy, SynthConfigError, build_backend, gather_all
 from router_lab.synth.dedup import find_duplicates, normalise
 from router_lab.synth.quality import distinct_n, histogram
 from router_lab.synth.store import ItemLog, atomic_save_dataset, atomic_write_jsonl, atomic_write_text
@@ -67,12 +74,22 @@ def _check_resume(cfg: Mapping[str, Any], run_dir: Path) -> None:
     atomic_write_text(saved, json.dumps(current, indent=2, sort_keys=True))
 
 
+class NoRecords(SynthConfigError):
+    """The run finished but kept no record (every item rejected, or no route policy)."""
+
+
 def run_synth(cfg: Mapping[str, Any], run_dir: str | os.PathLike) -> dict:
     """Generate (or finish) a run in ``run_dir``; returns the summary."""
+    from router_lab.synth.settings import check_settings
+
+    check_settings(cfg)
     return asyncio.run(_run(dict(cfg), Path(run_dir)))
 
 
 async def _run(cfg: dict, run_dir: Path) -> dict:
+    if run_dir.exists() and not run_dir.is_dir():
+        raise SynthConfigError(f"{run_dir}: the run dir is a file; expected a directory")
+    backend = build_backend(cfg)  # a missing API key fails here, before anything is written
     run_dir.mkdir(parents=True, exist_ok=True)
     _check_resume(cfg, run_dir)
     r = cfg.get("retry") or {}
@@ -89,13 +106,21 @@ async def _run(cfg: dict, run_dir: Path) -> dict:
         if bar is not None:
             bar.set_postfix(counts, refresh=False)
 
-    client = LLMClient(build_backend(cfg), RequestCache(run_dir / "requests_cache.jsonl"), policy,
-                       int(cfg.get("concurrency", 8)), int(cfg.get("seed", 0)), on_event)
+    client = LLMClient(backend, RequestCache(run_dir / "requests_cache.jsonl"), policy,
+                       int(cfg.get("concurrency", 8)), int(cfg.get("seed", 0)), on_event,
+                       ledger=Ledger(run_dir / "requests_log.jsonl"))
     t0 = time.perf_counter()
+    recipe = None
     try:
         recipe = recipe_for(cfg, client)
-        await recipe.prepare()
+        try:
+            await recipe.prepare(run_dir)
+        except NoRecords:
+            atomic_write_jsonl(run_dir / "rejections.jsonl", [{"item": "-", **x} for x in recipe.prep_rejections])
+            raise
         n = recipe.n_items()
+        for i, row in sorted(items.done.items()):
+            recipe.check_logged(i, row)
         todo = [i for i in range(n) if i not in items.done]
         if cfg.get("progress", True):
             from tqdm.auto import tqdm
@@ -131,7 +156,7 @@ async def _run(cfg: dict, run_dir: Path) -> dict:
         # Twice as many items in flight as request slots keeps the slots busy between an
         # item's sequential stages.
         n_workers = max(1, min(len(todo), 2 * client.concurrency))
-        await asyncio.gather(*(worker() for _ in range(n_workers)))
+        await gather_all(*(worker() for _ in range(n_workers)))
     finally:
         if bar is not None:
             bar.close()
@@ -188,6 +213,12 @@ def _finalize(cfg: dict, recipe, client: LLMClient, items: ItemLog, n: int, run_
             outputs.append(o)
         r["outputs"] = keep_outs
 
+    if not records:
+        atomic_write_jsonl(run_dir / "rejections.jsonl", rejections)
+        top = next(iter(histogram(_reason_kind(f"{x.get('stage')}: {x.get('reason', '')}") for x in rejections)), "")
+        raise NoRecords(f"no records: all {len(results)} of {n} items were rejected (most often: {top}); "
+                        f"the reasons are in {run_dir / 'rejections.jsonl'}")
+
     from router_lab.data.loaders import save_records_jsonl
 
     save_records_jsonl(records, run_dir / "records.jsonl")
@@ -218,6 +249,7 @@ def _finalize(cfg: dict, recipe, client: LLMClient, items: ItemLog, n: int, run_
         "stages": {**stats, "events": dict(events)},
         "rejections_by_layer": dict(layers),
         "rejection_reasons": histogram(_reason_kind(f"{x.get('stage')}: {x.get('reason', '')}") for x in rejections),
+        "requests_sent": sum(stats["sent"].values()),
         "tokens_total": {"prompt": sum(t["prompt"] for t in stats["tokens"].values()),
                          "completion": sum(t["completion"] for t in stats["tokens"].values())},
         "cost_usd": round(cost, 6),
@@ -248,11 +280,13 @@ def format_summary(s: dict, run_dir: Path) -> str:
     rows += [(f"items {k}", str(v)) for k, v in s["items"].items()]
     rows += [("records", str(s["records"])), ("labels", str(len(s["labels"]))),
              ("branches", ", ".join(f"{k}={v}" for k, v in s["branches"].items())),
-             ("requests (API)", str(sum(s["stages"]["requests"].values()))),
+             ("requests (API, all sessions)", str(s.get("requests_sent", 0))),
+             ("re-asked (invalid replies)", str(sum(s["stages"].get("reasked", {}).values()))),
              ("requests (cached)", str(sum(s["stages"]["cached"].values()))),
              ("scoring reused (same query)", str(s["stages"].get("shared", {}).get("scoring", 0))),
              ("retried", ", ".join(f"{k}={v}" for k, v in s["stages"]["retried"].items()) or "0"),
              ("invalid replies", str(sum(s["stages"]["invalid"].values()))),
+             ("sessions", str(s["stages"].get("sessions", 1))),
              ("tokens in / out", f"{s['tokens_total']['prompt']} / {s['tokens_total']['completion']}"),
              ("cost (USD)", f"{s['cost_usd']:.4f} (+ scoring {s['scoring_cost_usd']:.4f})"),
              ("distinct-2", str(s["distinct_2"]))]

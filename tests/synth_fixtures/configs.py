@@ -28,9 +28,12 @@ def synth_cfg(recipe: str = "arch_router", overrides: list[str] | None = None, *
 
 
 def loopback_updates(backend: str, server, timeout_s: float = 0.5) -> dict:
-    """Point a config at a :class:`LoopbackLLM` through the real SDK client of ``backend``."""
-    return dict(backend=backend, api_key_env="SYNTH_TEST_API_KEY",
-                base_url=server.groq_base_url if backend == "groq" else server.openai_base_url,
+    """Point a config at a :class:`LoopbackLLM` (or its base URL) through the real SDK client of ``backend``."""
+    if isinstance(server, str):
+        base_url = server
+    else:
+        base_url = server.groq_base_url if backend == "groq" else server.openai_base_url
+    return dict(backend=backend, api_key_env="SYNTH_TEST_API_KEY", base_url=base_url,
                 request_timeout_s=timeout_s,
                 retry={"max_attempts": 6, "base_delay_s": 0.02, "max_delay_s": 0.5, "jitter": 0.5},
                 judge={"threshold": 0.4, "max_regenerations": 2})

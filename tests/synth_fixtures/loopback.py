@@ -8,11 +8,18 @@ Speaks POST ``/v1/chat/completions`` (OpenAI) and ``/openai/v1/chat/completions`
 are made up from the request's tool JSON schema, deterministically from the request's
 messages, so the same request always gets the same answer. Faults are scripted: a queue
 consumed by the first requests (``script``) and/or exactly a fraction of all replies
-(``fault_rate``, every 1/rate-th reply, alternating 429 and 500). Stalls are
-bounded (``stall_s``), and the server thread is a daemon: nothing outlives the process.
+(``fault_rate``, every 1/rate-th reply, alternating 429 and 500). ``keyed_faults`` picks a
+fault from the request's content on the first time a request is seen ({fault: fraction}),
+so two runs that send the same requests in any order meet the same faults; ``lose``
+answers every request whose last message contains that text with empty ``choices`` (a
+reply that is lost for good). ``hold()`` makes every new request wait (counted, in
+flight) until ``release()``. Stalls are bounded (``stall_s``), and the server thread is
+a daemon: nothing outlives the process. ``counts`` is what the server saw (one per HTTP
+request), ``tokens`` the usage it reported.
 """
 from __future__ import annotations
 
+import email.utils
 import hashlib
 import json
 import random
@@ -30,7 +37,9 @@ WORDS = (
     "refund deposit alarm playlist hotel train invoice budget email contract project"
 ).split()
 
-FAULTS = ("invalid_json", "schema_violation", "429", "500", "stall")
+FAULTS = ("invalid_json", "schema_violation", "429", "500", "stall",
+          "empty_choices", "non_json", "429_long", "429_date")
+LONG_RETRY_AFTER = "86400"  # a server asking for a day's wait
 
 
 def _rng_for(key: str) -> random.Random:
@@ -90,6 +99,8 @@ class LoopbackLLM:
         retry_after: str = "0.1",
         stall_s: float = 3.0,
         responder: Callable[[dict, random.Random], dict] | None = None,
+        keyed_faults: dict[str, float] | None = None,
+        lose: str | None = None,
     ):
         self.latency_s = latency_s
         self.script = deque(script or [])
@@ -97,8 +108,16 @@ class LoopbackLLM:
         self.retry_after = retry_after
         self.stall_s = stall_s
         self.responder = responder
+        self.keyed_faults = dict(keyed_faults or {})
+        self.lose = lose
         self.counts: Counter = Counter()
+        self.tokens = [0, 0]  # prompt, completion: the usage this server reported
+        self.in_flight = 0
+        self._gate = threading.Event()
+        self._gate.set()
         self.seen: Counter = Counter()
+        self.answered: Counter = Counter()
+        self._drop_held = False
         self.auth_headers: list[str] = []
         self._lock = threading.Lock()
         self._fault_acc = 0.0
@@ -147,12 +166,35 @@ class LoopbackLLM:
     def groq_base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def total(self) -> int:
+        """HTTP requests this server answered or was answering."""
+        return sum(self.counts.values())
+
+    def hold(self) -> None:
+        self._gate.clear()
+
+    def release(self, drop: bool = False) -> None:
+        """Let held requests go on; ``drop``: close them unanswered (their client is gone)."""
+        self._drop_held = drop
+        self._gate.set()
+
     # ------------------------------------------------------------ replies
-    def _pick_fault(self, key: str) -> str | None:
+    def _pick_fault(self, key: str, last_message: str) -> str | None:
         with self._lock:
             self.seen[key] += 1
+            if self.lose and self.lose in last_message:
+                return "empty_choices"
             if self.script:
                 return self.script.popleft()
+            # Until the request has been answered once: one that was cut off (a killed client)
+            # meets the same fault when it is sent again.
+            if self.keyed_faults and not self.answered[key]:
+                u = _rng_for("fault" + key).random()
+                for fault, frac in sorted(self.keyed_faults.items()):
+                    if u < frac:
+                        return fault
+                    u -= frac
             # Exactly ``fault_rate`` of all replies are faults, alternating 429 / 500; a client
             # that retries loses nothing.
             if self.fault_rate > 0:
@@ -171,18 +213,38 @@ class LoopbackLLM:
             self.auth_headers.append(h.headers.get("authorization", ""))
         req = json.loads(body)
         key = json.dumps([req.get("model"), req.get("messages"), req.get("tools")], sort_keys=True)
-        fault = self._pick_fault(key)
+        last = str((req.get("messages") or [{}])[-1].get("content", ""))
+        fault = self._pick_fault(key, last)
         with self._lock:
             self.counts[fault or "ok"] += 1
+            self.in_flight += 1
+        try:
+            if not self._gate.is_set():
+                self._gate.wait()
+                if self._drop_held:
+                    h.close_connection = True
+                    return
+            self._reply(h, req, key, fault)
+            with self._lock:
+                self.answered[key] += 1
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def _reply(self, h: BaseHTTPRequestHandler, req: dict, key: str, fault: str | None) -> None:
         if self.latency_s:
             time.sleep(self.latency_s)
-        if fault == "429":
+        if fault in ("429", "429_long", "429_date"):
+            after = {"429": self.retry_after, "429_long": LONG_RETRY_AFTER,
+                     "429_date": email.utils.formatdate(time.time() + 3600, usegmt=True)}[fault]
             return self._send(h, 429, {"error": {"message": "rate limited", "type": "rate_limit"}},
-                              {"retry-after": self.retry_after})
+                              {"retry-after": after})
         if fault == "500":
             return self._send(h, 500, {"error": {"message": "internal error", "type": "server_error"}})
         if fault == "stall":
             time.sleep(self.stall_s)
+        if fault == "non_json":
+            return self._send_raw(h, 200, b"<html><body>upstream proxy error</body></html>", "application/json")
         tool = (req.get("tools") or [{}])[0].get("function", {})
         rng = _rng_for(key)
         if fault == "invalid_json":
@@ -194,6 +256,9 @@ class LoopbackLLM:
         else:
             args = json.dumps(fake_from_schema(tool.get("parameters", {}), rng))
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in req.get("messages", []))
+        with self._lock:
+            self.tokens[0] += prompt_tokens
+            self.tokens[1] += len(args.split())
         reply = {
             "id": "chatcmpl-" + hashlib.sha1(key.encode()).hexdigest()[:12],
             "object": "chat.completion",
@@ -214,13 +279,18 @@ class LoopbackLLM:
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(args.split()),
                       "total_tokens": prompt_tokens + len(args.split())},
         }
+        if fault == "empty_choices":
+            reply["choices"] = []
         self._send(h, 200, reply)
 
     def _send(self, h: BaseHTTPRequestHandler, status: int, obj: dict, headers: dict | None = None) -> None:
-        data = json.dumps(obj).encode()
+        self._send_raw(h, status, json.dumps(obj).encode(), "application/json", headers)
+
+    def _send_raw(self, h: BaseHTTPRequestHandler, status: int, data: bytes, ctype: str,
+                  headers: dict | None = None) -> None:
         try:
             h.send_response(status)
-            h.send_header("content-type", "application/json")
+            h.send_header("content-type", ctype)
             h.send_header("content-length", str(len(data)))
             for k, v in (headers or {}).items():
                 h.send_header(k, v)

@@ -1,6 +1,9 @@
 """A generator run in its own process, for the kill/resume test and the benchmarks.
 
-    python -m tests.synth_fixtures.run_child RUN_DIR BACKEND N_ITEMS LATENCY_S
+    python -m tests.synth_fixtures.run_child RUN_DIR BACKEND N_ITEMS LATENCY_S [BASE_URL]
+
+With BASE_URL the child talks to a loopback server the caller runs (so the caller sees
+every request, across a kill and a resume); without it, to its own flaky one.
 """
 from __future__ import annotations
 
@@ -20,6 +23,9 @@ def main() -> None:
         run_synth(cfg, run_dir)
         return
     os.environ.setdefault("SYNTH_TEST_API_KEY", "sk-test-not-a-real-key")
+    if len(sys.argv) > 5:
+        run_synth({**cfg, **loopback_updates(backend, sys.argv[5], timeout_s=5.0)}, run_dir)
+        return
     with LoopbackLLM(latency_s=latency, fault_rate=0.1, responder=pipeline_responder) as srv:
         run_synth({**cfg, **loopback_updates(backend, srv, timeout_s=5.0)}, run_dir)
 
