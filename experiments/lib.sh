@@ -44,10 +44,10 @@ run_all() {
 write_report() {
   python -m router_lab.report "$OUT" "out=$OUT/report"
   echo "== $STUDY: report in $OUT/report/report.md"
-  local publish="python -m router_lab.report $OUT out=$OUT/report readme=experiments/$STUDY/README.md"
+  local publish="python -m router_lab.report $OUT out=$OUT/report readme=${PUBLISH_TO:-experiments/$STUDY/README.md}"
   if [ "${PUBLISH:-0}" = 1 ]; then
     $publish
-    echo "== $STUDY: tables published into experiments/$STUDY/README.md"
+    echo "== $STUDY: tables published into ${PUBLISH_TO:-experiments/$STUDY/README.md}"
   else
     echo "== $STUDY: to publish its tables into the tracked experiments/$STUDY/README.md: $publish"
   fi

@@ -40,6 +40,8 @@ def run_config_for(ckpt_path: Path) -> DictConfig:
 
 
 def evaluate_checkpoint(cfg: DictConfig) -> dict:
+    if OmegaConf.is_missing(cfg, "ckpt_path") or not cfg.ckpt_path:
+        raise UserError("ckpt_path is not set; expected ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt")
     ckpt = Path(str(cfg.ckpt_path))
     if not ckpt.is_file():
         raise UserError(f"ckpt_path={ckpt} does not exist; expected a .ckpt file written by router_lab.train")

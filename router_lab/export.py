@@ -119,6 +119,8 @@ def export_router(router: Router, out: str | Path, route_map: dict | None = None
 def export(opts: ExportOptions) -> Path:
     if not opts.ckpt_path or not opts.out:
         raise UserError("expected ckpt_path=PATH (a .ckpt or a run dir) and out=DIR")
+    if Path(opts.out).exists() and not opts.overwrite:  # before loading the model (that takes a while)
+        raise UserError(f"out={opts.out} already exists; expected a new directory (or overwrite=true)")
     rm = load_route_map(opts.route_map) if opts.route_map else None
     router = Router.load(opts.ckpt_path, route_map=rm)
     out = export_router(router, opts.out, rm, overwrite=opts.overwrite, source=str(opts.ckpt_path), onnx=opts.onnx)

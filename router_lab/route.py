@@ -264,8 +264,14 @@ def evaluate_records(router, records, out_dir: Path | None = None, batch_size: i
     from router_lab import metrics as M
     from router_lab.api import iter_chunks
 
+    from tqdm.auto import tqdm
+
     texts = [r.text for r in records]
-    decisions = [d for chunk in iter_chunks(texts, batch_size) for d in router.route_batch(chunk)]
+    decisions = []
+    with tqdm(total=len(texts), desc="routing", unit="query", disable=len(texts) <= batch_size) as bar:
+        for chunk in iter_chunks(texts, batch_size):
+            decisions += router.route_batch(chunk)
+            bar.update(len(chunk))
     names = router.llm_names
     chosen = np.array([names.index(d.llm) for d in decisions])
     res: dict[str, Any] = {"n": len(records)}
@@ -315,12 +321,26 @@ def evaluate_records(router, records, out_dir: Path | None = None, batch_size: i
     return res
 
 
+SUMMARY_LABELS = {
+    "acc_predict": "mean score of the chosen LLM (RouterDC's acc_predict)",
+    "acc": "share of queries routed to a best-scoring LLM (ties count)",
+    "cost": "mean cost per query",
+    "fallback_rate": "share of queries sent to the fallback",
+}
+
+
 def _summary_text(res: dict, what: str) -> str:
-    parts = [f"n={res['n']}", f"accuracy ({what})={res['accuracy']:.4f}"]
+    """One labelled line per metric, so the accuracies can't be confused."""
+    rows = [("n", str(res["n"]), "queries")]
+    acc_label = ("predicted category == the record's label" if what == "category"
+                 else SUMMARY_LABELS["acc"])
+    if not (what == "best LLM" and "acc" in res):  # then accuracy is acc: printed once, below
+        rows.append((f"accuracy ({what})", f"{res['accuracy']:.4f}", acc_label))
     for k in ("acc_predict", "acc", "cost", "fallback_rate"):
         if k in res:
-            parts.append(f"{k}={res[k]:.4f}")
-    return "  ".join(parts)
+            rows.append((k, f"{res[k]:.4f}", SUMMARY_LABELS[k]))
+    w = max(len(r[0]) for r in rows)
+    return "\n".join(f"{k:<{w}}  {v:>8}  {label}" for k, v, label in rows)
 
 
 def _cm_text(cm, labels) -> str:
