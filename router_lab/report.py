@@ -467,7 +467,8 @@ def _slug(s: str) -> str:
 
 def plot_acc_predict(sec: Section, path: Path) -> None:
     """Grouped bars per test set, one per router setting (error bar = std over seeds);
-    best-single (dashed) and oracle (solid) marked over each test set."""
+    best-single (dashed), oracle (solid) and, on label-only data, majority class (dotted)
+    marked over each test set."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -481,18 +482,21 @@ def plot_acc_predict(sec: Section, path: Path) -> None:
         stats = [sec.summary(s, "router", ts, m) for ts in sets]
         ax.bar(x - 0.4 + width * (i + 0.5), [100 * a for a, _, _ in stats], width,
                yerr=[100 * (b if n > 1 else 0) for _, b, n in stats], capsize=2, label=sec.labels[s])
-    for b, style, color in (("best_single", "--", "black"), ("oracle", "-", "tab:red")):
+    # Label-only data (metric accuracy) has the majority-class baseline instead of LLM scores.
+    for b, style, color in (("best_single", "--", "black"), ("oracle", "-", "tab:red"), ("majority", ":", "tab:gray")):
+        labelled = False
         for j, ts in enumerate(sets):
             mean, _, n = sec.summary(None, b, ts, m)
-            if n:
+            if n and not math.isnan(mean):
                 ax.hlines(100 * mean, j - 0.45, j + 0.45, colors=color, linestyles=style,
-                          label=b.replace("_", " ") if j == 0 else None)
+                          label=None if labelled else b.replace("_", " "))
+                labelled = True
     ax.set_xticks(x, sets, rotation=35, ha="right")
     ax.set_ylabel(f"{m} (%)")
     ax.set_title(f"{m} per test set: {sec.name}")
     ax.legend(fontsize=8, ncol=2)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=150)
     plt.close(fig)
 
 
