@@ -129,7 +129,7 @@ def test_held_out_records_feed_calibrate_and_route_evaluate(trained_run, tmp_pat
 
 
 def test_eval_without_ckpt_path_is_one_line(tmp_path):
-    p = run([f"hydra.run.dir={tmp_path / 'ev'}"], tmp_path, module="router_lab.eval", timeout=120)
+    p = run([f"hydra.run.dir={tmp_path / 'ev'}"], tmp_path, module="router_lab.eval")
     assert p.returncode == 2 and "Traceback" not in p.stderr
     assert p.stderr.strip().splitlines()[-1].startswith("error: ckpt_path is not set")
 
@@ -138,6 +138,6 @@ def test_export_to_an_existing_dir_fails_before_loading_the_router(tmp_path):
     (tmp_path / "taken").mkdir()
     # The checkpoint does not even exist: the out check comes first, before any loading.
     p = run([f"ckpt_path={tmp_path / 'missing.ckpt'}", f"out={tmp_path / 'taken'}"], tmp_path,
-            module="router_lab.export", timeout=120)
+            module="router_lab.export")
     assert p.returncode == 2 and "Traceback" not in p.stderr
     assert "already exists" in p.stderr and "missing.ckpt" not in p.stderr
