@@ -1,10 +1,16 @@
 """Check a sweep's overrides before launching anything: one line per problem, exit 2.
 
     python experiments/check_overrides.py model=classifier,routerdc encoder=minilm seed=1,2,3
+    python experiments/check_overrides.py --compose-only ...     # config composition only
 
-Composes the train config once per value of every swept key (the others at their first
-value), so an unknown config group (``modle=x``), an unknown option (``model=nope``) or a
-bad key fails here in one line instead of half-way through a sweep.
+1. Composes the train config once per value of every swept key (the others at their first
+   value), so an unknown config group (``modle=x``), an unknown option (``model=nope``) or a
+   bad key fails here in one line instead of half-way through a sweep.
+2. Then, for every combination of the swept values (``seed`` excepted: it cannot make a
+   job invalid), builds what the job would check before training: the data module loads
+   its records (no encoding) and the router is built from them and runs its own checks
+   (``model.setup("fit")``: e.g. RouterDC's cluster loss on data without cluster ids). A
+   combination that fails is named with the problem, so a sweep does not die after job 0.
 """
 from __future__ import annotations
 
@@ -63,8 +69,50 @@ def check(overrides: list[str], config_name: str = "train") -> list[str]:
     return problems
 
 
+def _user_message(err: BaseException) -> str:
+    while err.__cause__ is not None and type(err).__name__ == "InstantiationException":
+        err = err.__cause__
+    msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return msg
+
+
+def check_jobs(overrides: list[str], config_name: str = "train") -> list[str]:
+    """Problems of the jobs the sweep would run (data loaded, router built and checked)."""
+    import itertools
+
+    import hydra
+
+    parser = OverridesParser.create()
+    parsed = parser.parse_overrides(overrides)
+    axes = []
+    for o in parsed:
+        key = o.get_key_element()
+        if o.is_sweep_override() and key.lstrip("+~") != "seed":
+            axes.append([f"{key}={v}" for v in o.sweep_string_iterator()])
+        elif o.is_sweep_override():
+            axes.append([f"{key}={next(iter(o.sweep_string_iterator()))}"])
+        else:
+            axes.append([o.input_line])
+    problems: list[str] = []
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        for combo in itertools.product(*axes):
+            try:
+                cfg = compose(config_name=config_name, overrides=list(combo) + ["paths.output_dir=unused"])
+                dm = hydra.utils.instantiate(cfg.data, _convert_="all")
+                dm.setup("test")  # load and check the records; encode nothing
+                model = hydra.utils.instantiate(cfg.model, data_info=dm.info(), _convert_="all")
+                model.setup("fit")
+            except Exception as e:  # noqa: BLE001 (what the job would stop with)
+                problems.append(f"job {' '.join(combo) or '(defaults)'}: {_user_message(e)}")
+    return problems
+
+
 def main(argv: list[str]) -> int:
-    problems = check([a for a in argv if a not in ("-m", "--multirun")])
+    compose_only = "--compose-only" in argv
+    args = [a for a in argv if a not in ("-m", "--multirun", "--compose-only")]
+    problems = check(args)
+    if not problems and not compose_only:
+        problems = check_jobs(args)
     for p in problems:
         print(f"error: {p}", file=sys.stderr)
     return 2 if problems else 0

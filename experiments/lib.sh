@@ -3,6 +3,9 @@
 #   FAMILIES="classifier routerdc"   router families (default: every conf/model/*.yaml)
 #   LAUNCH="hydra/launcher=local_gpus trainer=gpu"   how jobs run (default: one after another here)
 #   EXTRA="encoder=minilm"           more overrides for every job
+#   PUBLISH=1                        also copy the report's tables into the tracked
+#                                    experiments/<study>/README.md (default: no tracked file
+#                                    is touched; everything goes under outputs/)
 # Every sweep's overrides are checked before anything runs (one line per problem, exit 2).
 # A family whose sweep fails is reported and skipped; the report covers what finished.
 set -euo pipefail
@@ -39,7 +42,14 @@ run_all() {
 }
 
 write_report() {
-  python -m router_lab.report "$OUT" "out=$OUT/report" "readme=experiments/$STUDY/README.md"
-  echo "== $STUDY: report in $OUT/report/report.md; table copied into experiments/$STUDY/README.md"
+  python -m router_lab.report "$OUT" "out=$OUT/report"
+  echo "== $STUDY: report in $OUT/report/report.md"
+  local publish="python -m router_lab.report $OUT out=$OUT/report readme=${PUBLISH_TO:-experiments/$STUDY/README.md}"
+  if [ "${PUBLISH:-0}" = 1 ]; then
+    $publish
+    echo "== $STUDY: tables published into ${PUBLISH_TO:-experiments/$STUDY/README.md}"
+  else
+    echo "== $STUDY: to publish its tables into the tracked experiments/$STUDY/README.md: $publish"
+  fi
   if [ ${#FAILED[@]} -gt 0 ]; then echo "== $STUDY: failed families: ${FAILED[*]}" >&2; fi
 }

@@ -82,6 +82,8 @@ def kmeans_cluster_ids(x: np.ndarray, n_clusters: int, seed: int = 0) -> np.ndar
 
 
 def output_path(spec: Mapping[str, Any], out_dir: Path) -> Path:
+    if not spec.get("path"):  # a generated source (the synthetic benchmark): <loader>/<split>.jsonl
+        return Path(out_dir) / str(spec.get("loader", "records")) / f"{spec.get('split', 'train')}.jsonl"
     src = Path(str(spec["path"]))
     name = src.name if spec.get("loader") == "routerdc" else src.stem + ".jsonl"
     dest = Path(out_dir) / src.parent.name / name
@@ -94,7 +96,7 @@ def write_with_cluster_ids(spec: Mapping[str, Any], records: Sequence[RoutingRec
     """A copy of the source with ``cluster_id`` set on each item; returns its path."""
     dest = output_path(spec, out_dir)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    if spec.get("loader") == "routerdc":
+    if spec.get("loader") == "routerdc" and spec.get("path"):
         items = json.loads(Path(str(spec["path"])).read_text(encoding="utf-8"))[: len(records)]
         for item, cid in zip(items, ids):
             item["cluster_id"] = int(cid)
@@ -117,10 +119,8 @@ def task_cluster_counts(tasks: Sequence[str], ids: np.ndarray) -> str:
 
 def generate(cfg: DictConfig) -> dict:
     """Embed, reduce, cluster, write. Returns {"files": [...], "cluster_ids": array, ...}."""
-    specs = training_sources(OmegaConf.to_container(cfg.data, resolve=True))
-    for i, s in enumerate(specs):
-        if "path" not in s:
-            raise UserError(f"data.train[{i}] (loader {s.get('loader')!r}) has no 'path'; expected a file to copy")
+    data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
+    specs = training_sources(data_cfg)
     per_source = load_sources(specs, cfg.paths.cache_dir, cfg.get("max_items_per_file"))
     records = [r for rs in per_source for r in rs]
     log.info("clustering %d queries from %d files", len(records), len(specs))
@@ -135,7 +135,11 @@ def generate(cfg: DictConfig) -> dict:
         start += len(rs)
     print(task_cluster_counts([r.task for r in records], ids))
     print("\ntrain on them with:")
+    if isinstance(data_cfg.get("train"), Mapping):  # one source: replace it by the new file
+        print(f"  '~data.train' '+data.train={{loader: records, path: {files[0]}}}'")
     for i, (spec, f) in enumerate(zip(specs, files)):
+        if isinstance(data_cfg.get("train"), Mapping):
+            break
         loader = "" if spec.get("loader") == "routerdc" else f" data.train.{i}.loader=records"
         print(f"  data.train.{i}.path={f}{loader}")
     return {"files": files, "cluster_ids": ids, "embeddings": z, "tasks": [r.task for r in records]}

@@ -244,9 +244,10 @@ class EmbeddingCache:
 @torch.inference_mode()
 def embed_texts_uncached(
     texts: Sequence[str], spec: EncoderSpec, encoder: QueryEncoder | None = None, tokenizer=None,
-    device: str = "cpu", progress: bool = True, desc: str = "encoding",
+    device: str = "cpu", progress: bool = True, desc: str = "encoding", bar=None,
 ) -> np.ndarray:
-    """Encode texts with the backbone (no cache); batches sorted by length for speed."""
+    """Encode texts with the backbone (no cache); batches sorted by length for speed.
+    ``bar``: a tqdm bar (counting texts) to advance instead of opening one here."""
     from tqdm.auto import tqdm
 
     tokenizer = tokenizer or load_tokenizer(spec)
@@ -255,13 +256,22 @@ def embed_texts_uncached(
     order = np.argsort([-len(t) for t in texts], kind="stable")
     out = np.zeros((len(texts), encoder.dim), dtype=np.float32)
     bs = spec.encode_batch_size
-    for start in tqdm(range(0, len(texts), bs), desc=desc, disable=not progress, unit="batch"):
-        idx = order[start : start + bs]
-        batch = tokenizer(
-            [texts[i] for i in idx], padding=True, truncation=True, max_length=spec.max_length, return_tensors="pt"
-        )
-        emb = encoder(batch["input_ids"].to(device), batch["attention_mask"].to(device))
-        out[idx] = emb.float().cpu().numpy()
+    own = bar is None
+    if own:
+        bar = tqdm(total=len(texts), desc=desc, disable=not progress, unit="text")
+    try:
+        for start in range(0, len(texts), bs):
+            idx = order[start : start + bs]
+            batch = tokenizer(
+                [texts[i] for i in idx], padding=True, truncation=True, max_length=spec.max_length,
+                return_tensors="pt"
+            )
+            emb = encoder(batch["input_ids"].to(device), batch["attention_mask"].to(device))
+            out[idx] = emb.float().cpu().numpy()
+            bar.update(len(idx))
+    finally:
+        if own:
+            bar.close()
     return out
 
 
@@ -276,26 +286,34 @@ def embed_texts(
     cache = EmbeddingCache(cache_dir, spec) if cache_dir else None
     index = cache.load() if cache else {}
     keys = [text_key(t) for t in texts]
-    missing = sorted({k: i for i, k in enumerate(keys) if k not in index}.values())
+    # One position per distinct text not in the cache (a text repeated in the input is
+    # encoded once and counted once).
+    first = {k: i for i, k in reversed(list(enumerate(keys)))}
+    missing = sorted(i for k, i in first.items() if k not in index)
     new: dict[str, np.ndarray] = {}
     if missing:
+        from tqdm.auto import tqdm
+
         encoder, tokenizer = QueryEncoder(spec), load_tokenizer(spec)
-        # Chunks go to the cache as they finish, so an interrupted run keeps its progress.
+        # One bar over every text to encode; chunks go to the cache as they finish, so an
+        # interrupted run keeps its progress.
         chunk = 4096
-        for c in range(0, len(missing), chunk):
-            part = missing[c : c + chunk]
-            emb = embed_texts_uncached([texts[i] for i in part], spec, encoder, tokenizer, device=device,
-                                       progress=progress, desc=f"encoding {c + len(part)}/{len(missing)} texts ({spec.name})")
-            got = {keys[i]: e for i, e in zip(part, emb)}
-            if cache:
-                cache.add(list(got), emb)
-            new.update(got)
+        with tqdm(total=len(missing), desc=f"encoding ({spec.name})", unit="text", disable=not progress) as bar:
+            for c in range(0, len(missing), chunk):
+                part = missing[c : c + chunk]
+                emb = embed_texts_uncached([texts[i] for i in part], spec, encoder, tokenizer, device=device,
+                                           bar=bar)
+                got = {keys[i]: e for i, e in zip(part, emb)}
+                if cache:
+                    cache.add(list(got), emb)
+                new.update(got)
     dim = next(iter(new.values())).shape[0] if new else (next(iter(index.values())).shape[0] if index else 0)
     out = np.zeros((len(texts), dim), dtype=np.float32)
     for i, k in enumerate(keys):
         out[i] = new[k] if k in new else index[k]
+    unique, hits = len(first), len(first) - len(missing)
     if stats is not None:
-        stats.update(hits=len(texts) - len(missing), misses=len(missing), seconds=time.perf_counter() - t0)
-    log.info("embeddings (%s): %d cached, %d encoded in %.1fs", spec.name, len(texts) - len(missing), len(missing),
-             time.perf_counter() - t0)
+        stats.update(hits=hits, misses=len(missing), unique=unique, seconds=time.perf_counter() - t0)
+    log.info("embeddings (%s): %d distinct texts, %d from the cache, %d encoded in %.1fs", spec.name, unique, hits,
+             len(missing), time.perf_counter() - t0)
     return out

@@ -26,6 +26,8 @@ log = logging.getLogger("router_lab.eval")
 
 
 def evaluate_checkpoint(cfg: DictConfig) -> dict:
+    if OmegaConf.is_missing(cfg, "ckpt_path") or not cfg.ckpt_path:
+        raise UserError("ckpt_path is not set; expected ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt")
     ckpt = checkpoint_of(str(cfg.ckpt_path))
     run_cfg, cfg_file = load_run_config(ckpt.parent)
     target = str(run_cfg.model._target_)

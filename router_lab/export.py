@@ -134,6 +134,8 @@ def export_router(router: Router, out: str | Path, route_map: dict | None = None
 def export(opts: ExportOptions) -> Path:
     if not opts.ckpt_path or not opts.out:
         raise UserError("expected ckpt_path=PATH (a .ckpt or a run dir) and out=DIR")
+    if Path(opts.out).exists() and not opts.overwrite:  # before loading the model (that takes a while)
+        raise UserError(f"out={opts.out} already exists; expected a new directory (or overwrite=true)")
     rm = load_route_map(opts.route_map) if opts.route_map else None
     if opts.out and (Path(opts.out).exists() or Path(opts.out).is_symlink()):  # before loading anything
         if not opts.overwrite:

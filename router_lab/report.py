@@ -6,7 +6,9 @@
 Finds every run dir under the given DIRs (a dir holding ``metrics.json``), reads what it was
 from ``.hydra/config.yaml`` / ``.hydra/hydra.yaml`` / ``.hydra/overrides.yaml`` (router family,
 encoder, data, seed, other overrides) and groups runs into settings, one per (router,
-encoder, data, other overrides); seeds are averaged (mean ± sample std). Runs tested on the
+encoder, data, every other override that changes the run: ``trainer.max_epochs=1`` is its
+own setting); seeds are averaged (mean ± sample std), each seed once (a setting's reruns
+of one seed: the latest is kept, the others are listed as left out). Runs tested on the
 same data form a section (same named test files and LLM pool, whatever they trained on;
 training/validation differences are noted under the table): one table per section with a column per router setting and the
 baselines (random, best_single, best_per_task, oracle) beside them. Only test sets every run
@@ -54,9 +56,13 @@ log = logging.getLogger("router_lab.report")
 
 BASELINES = ("random", "best_single", "best_per_task", "oracle", "majority")
 PERCENT_METRICS = ("acc_predict", "acc", "accuracy", "macro_f1", "fallback_rate", "aiq")
-# Overrides that don't change what is being compared (where and how a run ran).
-IGNORED_OVERRIDE_KEYS = re.compile(r"^(seed|model|encoder|data|hydra(\..*|/.*)?|paths\..*|logger(\..*)?|callbacks(\..*)?"
-                                   r"|trainer(\..*)?|extras\..*|tags|task_name|optimized_metric|ckpt_path|hparams_search)$")
+# Overrides that don't change what a run computes (where and how it ran, what it logged):
+# everything else defines the setting, trainer.* (epochs, steps, precision, ...), callbacks.*
+# and debug included. seed is what a setting is averaged over.
+IGNORED_OVERRIDE_KEYS = re.compile(r"^(seed|model|encoder|data|hydra(\..*|/.*)?|paths\..*|logger(\..*)?|extras(\..*)?"
+                                   r"|trainer|trainer\.(accelerator|devices|num_nodes|strategy|enable_progress_bar"
+                                   r"|log_every_n_steps|default_root_dir|enable_model_summary)"
+                                   r"|tags|task_name|optimized_metric|ckpt_path|hparams_search)$")
 DATA_OVERRIDE_KEYS = re.compile(r"^(data\..*|data_seed|llm_pool(\..*)?)$")
 PLOT_PREFIXES = tuple(f"{m}_" for m in PERCENT_METRICS + ("cost_quality",))  # names of the plots make_report writes
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
@@ -258,6 +264,11 @@ def build_sections(runs: Sequence[Run]) -> list[Section]:
         sec = Section(name=name, runs=rs, metric=metric, slug=f"{i + 1}_{_slug(rs[0].data)}")
         for r in rs:
             sec.settings.setdefault(r.setting, []).append(r)
+        for setting, srs in sec.settings.items():
+            sec.settings[setting], dropped = one_run_per_seed(srs)
+            sec.left_out += dropped
+        sec.runs = [r for srs in sec.settings.values() for r in srs]
+        rs = sec.runs
         encoders = {s[1] for s in sec.settings}
         # Overrides every setting shares (e.g. debug=limit) say nothing about the difference.
         common_ov = set.intersection(*(set(filter(None, s[2].split(","))) for s in sec.settings))
@@ -280,6 +291,24 @@ def build_sections(runs: Sequence[Run]) -> list[Section]:
         sec.has_cost = any(f"{s}/router/cost" in r.metrics for r in rs for s in sec.test_sets)
         sections.append(sec)
     return sections
+
+
+def one_run_per_seed(runs: Sequence[Run]) -> tuple[list[Run], list[str]]:
+    """A setting's runs with each seed once: of several runs of one setting with the same seed
+    (a rerun), the latest finished one (newest metrics.json) is kept and the others are
+    named as left out, so no seed is averaged twice. Runs without a seed are kept as they are."""
+    by_seed: dict[int, list[Run]] = defaultdict(list)
+    kept: list[Run] = []
+    for r in runs:
+        (by_seed[r.seed] if r.seed is not None else kept).append(r)
+    notes = []
+    for seed, rs in by_seed.items():
+        rs = sorted(rs, key=lambda r: ((r.path / "metrics.json").stat().st_mtime, str(r.path)))
+        kept.append(rs[-1])
+        if len(rs) > 1:
+            notes.append(f"seed {seed}: {len(rs)} runs of the same setting; kept the latest ({_short(rs[-1].path)}), "
+                         f"left out {', '.join(_short(r.path) for r in rs[:-1])}")
+    return sorted(kept, key=lambda r: str(r.path)), notes
 
 
 def _brief(v: Any, width: int = 60) -> str:
@@ -440,7 +469,8 @@ def _slug(s: str) -> str:
 
 def plot_acc_predict(sec: Section, path: Path) -> None:
     """Grouped bars per test set, one per router setting (error bar = std over seeds);
-    best-single (dashed) and oracle (solid) marked over each test set."""
+    best-single (dashed), oracle (solid) and, on label-only data, majority class (dotted)
+    marked over each test set."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -454,18 +484,21 @@ def plot_acc_predict(sec: Section, path: Path) -> None:
         stats = [sec.summary(s, "router", ts, m) for ts in sets]
         ax.bar(x - 0.4 + width * (i + 0.5), [100 * a for a, _, _ in stats], width,
                yerr=[100 * (b if n > 1 else 0) for _, b, n in stats], capsize=2, label=sec.labels[s])
-    for b, style, color in (("best_single", "--", "black"), ("oracle", "-", "tab:red")):
+    # Label-only data (metric accuracy) has the majority-class baseline instead of LLM scores.
+    for b, style, color in (("best_single", "--", "black"), ("oracle", "-", "tab:red"), ("majority", ":", "tab:gray")):
+        labelled = False
         for j, ts in enumerate(sets):
             mean, _, n = sec.summary(None, b, ts, m)
-            if n:
+            if n and not math.isnan(mean):
                 ax.hlines(100 * mean, j - 0.45, j + 0.45, colors=color, linestyles=style,
-                          label=b.replace("_", " ") if j == 0 else None)
+                          label=None if labelled else b.replace("_", " "))
+                labelled = True
     ax.set_xticks(x, sets, rotation=35, ha="right")
     ax.set_ylabel(f"{m} (%)")
     ax.set_title(f"{m} per test set: {sec.name}")
     ax.legend(fontsize=8, ncol=2)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=150)
     plt.close(fig)
 
 
@@ -774,7 +807,7 @@ def _decisions_from_checkpoint(run: Path, test_set: str | None, limit: int | Non
 def parse_args(argv: Sequence[str]) -> dict:
     opts: dict[str, Any] = {"roots": []}
     for a in argv:
-        if a in ("-h", "--help"):
+        if a in ("-h", "--help") or (a == "help" and not Path(a).exists()):  # as route/calibrate/serve
             print(__doc__)
             sys.exit(0)
         key, eq, value = a.partition("=")

@@ -323,8 +323,14 @@ def evaluate_records(router, records, out_dir: Path | None = None, batch_size: i
     from router_lab import metrics as M
     from router_lab.api import iter_chunks
 
+    from tqdm.auto import tqdm
+
     texts = [r.text for r in records]
-    decisions = [d for chunk in iter_chunks(texts, batch_size) for d in router.route_batch(chunk)]
+    decisions = []
+    with tqdm(total=len(texts), desc="routing", unit="query", disable=len(texts) <= batch_size) as bar:
+        for chunk in iter_chunks(texts, batch_size):
+            decisions += router.route_batch(chunk)
+            bar.update(len(chunk))
     names = router.llm_names
     res: dict[str, Any] = {"n": len(records)}
     # LLM metrics need an LLM for every query (a category router without a route map has none)
@@ -398,15 +404,29 @@ def evaluate_records(router, records, out_dir: Path | None = None, batch_size: i
     return res
 
 
+SUMMARY_LABELS = {
+    "acc_predict": "mean score of the chosen LLM (RouterDC's acc_predict)",
+    "acc": "share of queries routed to a best-scoring LLM (ties count)",
+    "cost": "mean cost per query",
+    "fallback_rate": "share of queries sent to the fallback",
+    "in_scope_accuracy": "in-scope queries given their right category (not out of scope)",
+    "oos_recall": "out-of-scope queries flagged out of scope",
+    "oos_precision": "flagged queries that are out of scope",
+}
+
+
 def _summary_text(res: dict, what: str) -> str:
-    first = f"accuracy (top-1 {what}, known labels, no threshold)" if what == "category" else f"accuracy ({what})"
-    parts = [f"n={res['n']}", f"{first}={res['accuracy']:.4f}"]
-    named = {"in_scope_accuracy": "in-scope accuracy (right category, not out of scope)",
-             "oos_recall": "out-of-scope recall", "oos_precision": "out-of-scope precision"}
+    """One labelled line per metric, so the accuracies can't be confused."""
+    rows = [("n", str(res["n"]), "queries")]
+    acc_label = ("top-1 predicted category == the record's label (known labels, no threshold)" if what == "category"
+                 else SUMMARY_LABELS["acc"])
+    if not (what == "best LLM" and "acc" in res):  # then accuracy is acc: printed once, below
+        rows.append((f"accuracy ({what})", f"{res['accuracy']:.4f}", acc_label))
     for k in ("in_scope_accuracy", "oos_recall", "oos_precision", "acc_predict", "acc", "cost", "fallback_rate"):
         if k in res:
-            parts.append(f"{named.get(k, k)}={res[k]:.4f}")
-    return "  ".join(parts)
+            rows.append((k, f"{res[k]:.4f}", SUMMARY_LABELS[k]))
+    w = max(len(r[0]) for r in rows)
+    return "\n".join(f"{k:<{w}}  {v:>8}  {label}" for k, v, label in rows)
 
 
 def _cm_text(cm, labels) -> str:

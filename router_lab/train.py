@@ -24,7 +24,7 @@ import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
 from router_lab.config_schema import TrainConfig
-from router_lab.errors import hydra_cli, run_main
+from router_lab.errors import UserError, hydra_cli, run_main
 from router_lab.files import write_atomic, write_json_atomic
 from router_lab.runs import check_checkpoint
 from router_lab.evaluation import evaluate, results_table
@@ -93,8 +93,30 @@ def report(dm, model, output_dir: str | Path, extra: dict | None = None, title: 
     return metrics
 
 
+def save_splits(dm, out_dir: Path, which) -> list[Path]:
+    """The run's held-out records as record JSONL (``<run>/val.jsonl``, ``<run>/test.jsonl``:
+    every test set, each record keeps its task), the table format ``route mode=evaluate`` and
+    ``calibrate`` read: calibrate on val, evaluate on test."""
+    from router_lab.data.loaders import save_records_jsonl
+
+    written = []
+    for name in which:
+        if name == "test":
+            records = [r for s in dm.test_sets.values() for r in s.records]
+        else:
+            records = getattr(dm, f"{name}_set").records
+        written.append(save_records_jsonl(records, Path(out_dir) / f"{name}.jsonl"))
+    if written:
+        log.info("held-out records: %s", ", ".join(str(p) for p in written))
+    return written
+
+
 def train(cfg: DictConfig) -> tuple[dict, dict]:
     """Fit, test the best checkpoint, report. Returns (metrics, objects)."""
+    splits = list(cfg.get("extras", {}).get("save_splits") or [])
+    unknown = [s for s in splits if s not in ("train", "val", "test")]
+    if unknown:
+        raise UserError(f"extras.save_splits names {unknown}; expected some of ['train', 'val', 'test']")
     if cfg.get("seed") is not None:
         L.seed_everything(int(cfg.seed), workers=True)
     out_dir = Path(cfg.paths.output_dir)
@@ -104,13 +126,11 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
     if resume and str(resume) not in ("last", "best", "hpc", "registry"):
         resume = str(check_checkpoint(resume))
 
-    log.info("data: %s", cfg.data._target_)
     dm = hydra.utils.instantiate(cfg.data, _convert_="all")
     t0 = time.perf_counter()
     dm.setup("fit")
     data_seconds = time.perf_counter() - t0
 
-    log.info("model: %s", cfg.model._target_)
     model = hydra.utils.instantiate(cfg.model, data_info=dm.info(), _convert_="all")
     loggers = instantiate_list(cfg.get("logger"))
     callbacks = instantiate_list(cfg.get("callbacks"))
@@ -128,8 +148,6 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
     fit_seconds = time.perf_counter() - t1
 
     extra: dict[str, float] = {"time/data_seconds": data_seconds, "time/fit_seconds": fit_seconds}
-    if dm.encode_stats:
-        extra["time/encode_seconds"] = float(dm.encode_stats.get("seconds", 0.0))
     ckpt_cb = trainer.checkpoint_callback
     best = ckpt_cb.best_model_path if ckpt_cb is not None and ckpt_cb.best_model_path else None
     if ckpt_cb is not None and ckpt_cb.best_model_score is not None:
@@ -141,9 +159,12 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
     if cfg.get("test", True):
         # weights_only: a checkpoint can't run code on load.
         trainer.test(model, datamodule=dm, ckpt_path=best, weights_only=True, verbose=False)
+        if dm.encode_stats:  # train/val at setup, test sets when first tested
+            extra["time/encode_seconds"] = float(dm.encode_stats.get("seconds", 0.0))
         metrics = report(dm, model, out_dir, extra)
         for lg in loggers:
             lg.log_metrics({k: v for k, v in metrics.items()})
+    save_splits(dm, out_dir, splits)
     for lg in loggers:
         lg.finalize("success")
     if best:
@@ -152,11 +173,31 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
     return metrics, objects
 
 
+def describe_run(cfg: DictConfig) -> str:
+    """One line: which router, data and encoder run (the choices and overrides of this job)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        hc = HydraConfig.get()
+        choices = {k: hc.runtime.choices.get(k) for k in ("model", "data", "encoder")}
+        overrides = [o for o in hc.overrides.task if o.split("=", 1)[0].lstrip("+~") not in (*choices, "seed")]
+    except Exception:  # not under @hydra.main (tests call train() directly)
+        choices, overrides = {}, []
+    head = " ".join(f"{k}={v}" for k, v in choices.items() if v)
+    return f"{cfg.get('task_name', 'train')}: {head} seed={cfg.get('seed')}" + (f" {' '.join(overrides)}" if overrides
+                                                                           else "")
+
+
 @hydra_cli("train", schema=TrainConfig)
 def main(cfg: DictConfig) -> float | None:
-    if cfg.get("extras", {}).get("ignore_warnings"):
+    from router_lab import console
+
+    extras = cfg.get("extras", {}) or {}
+    console.configure(bool(extras.get("verbose", False)))
+    if extras.get("ignore_warnings"):
         warnings.filterwarnings("ignore")
-    if cfg.get("extras", {}).get("print_config"):
+    log.info("%s -> %s", describe_run(cfg), cfg.paths.output_dir)
+    if extras.get("print_config"):
         log.info("config:\n%s", OmegaConf.to_yaml(cfg, resolve=False))
     metrics, objects = run_main(train, cfg)
     # Each sweep job closes its W&B run before the next starts.

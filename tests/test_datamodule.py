@@ -67,6 +67,25 @@ def test_frozen_batches_carry_embeddings_and_scores(tmp_path, tiny_bert):
     assert dm.info()["embedding_dim"] == 32 and dm.info()["llm_names"] == LLMS
 
 
+def test_frozen_encoding_is_lazy_per_stage(tmp_path, tiny_bert):
+    """setup("fit") encodes train and val only; the test sets are encoded when first tested
+    (a run with test=false never encodes them), all of them in one pass."""
+    path = write_jsonl(tmp_path / "train.jsonl", rows(60))
+    dm = RouterDataModule(train={"loader": "table", "path": str(path)},
+                          encoder={"name": "tiny", "pretrained": str(tiny_bert), "max_length": 16},
+                          split={"val_fraction": 0.2, "test_fraction": 0.25, "seed": 0},
+                          cache_dir=str(tmp_path / "cache"))
+    dm.setup("fit")
+    assert dm.train_set.embeddings is not None and dm.val_set.embeddings is not None
+    assert all(s.embeddings is None for s in dm.test_sets.values())
+    fit_misses = dm.encode_stats["misses"]
+    assert fit_misses == len({r.text for r in dm.train_set.records + dm.val_set.records})
+    loaders = dm.test_dataloader()
+    assert all(s.embeddings is not None for s in dm.test_sets.values()) and len(loaders) == 2
+    assert dm.encode_stats["misses"] == fit_misses + sum(len(s) for s in dm.test_sets.values())
+    assert next(iter(loaders[0]))["embedding"].shape[1] == 32
+
+
 def test_finetune_batches_are_padded_to_the_longest_item(tmp_path, tiny_bert):
     dm = dm_for(tmp_path, tiny_bert, encoder={"name": "tiny", "pretrained": str(tiny_bert), "max_length": 64,
                                               "frozen": False})

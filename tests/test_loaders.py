@@ -30,8 +30,11 @@ from router_lab.data.loaders import (
 )
 from router_lab.data.records import DataError, RoutingRecord, dataset_to_records, records_to_dataset
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-needs_shared = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"shared data not found at {SHARED_DATA}")
+from conftest import SHARED_DATA  # noqa: E402
+
+
+def needs_shared(sub: str):
+    return pytest.mark.skipif(not (SHARED_DATA / sub).is_dir(), reason=f"real data not found at {SHARED_DATA / sub}")
 
 POOL = ["llm-a", "llm-b"]
 
@@ -590,7 +593,7 @@ def test_arena_numpy_conversation_cells():
 
 # ---------------------------------------------------------------- shared data
 
-@needs_shared
+@needs_shared("routerdc")
 def test_shared_routerdc_split2():
     split2 = SHARED_DATA / "routerdc" / "split2_model7"
     cluster = SHARED_DATA / "routerdc" / "split2_model7_cluster"
@@ -615,7 +618,7 @@ def test_shared_routerdc_split2():
     assert humaneval[115].query == humaneval[0].query
 
 
-@needs_shared
+@needs_shared("clinc150")
 def test_shared_clinc150():
     path = SHARED_DATA / "clinc150" / "clinc150_train_val.json"
     domains = load_clinc150(path)

@@ -50,9 +50,13 @@ def runs(tmp_path_factory) -> Path:
         "curve": [{"lambda": 0.1, "cost": 0.3, "quality": 0.5}, {"lambda": 1, "cost": 1.0, "quality": 0.6},
                   {"lambda": 10, "cost": 2.0, "quality": 0.65}],
         "hull": {"cost": [0.3, 1.0, 2.0], "quality": [0.5, 0.6, 0.65]}, "aiq": 0.58}}}))
-    # A run without the "law" test set: compared on the others, law left out.
+    # A run without the "law" test set: compared on the others, law left out (seed 3: a
+    # third seed of the setting, not a rerun of seed 1).
     mism = root / "mismatched" / "0"
     shutil.copytree(sweep / "0", mism)
+    cfg = yaml.safe_load((mism / ".hydra" / "config.yaml").read_text())
+    cfg["seed"] = 3
+    (mism / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
     m = json.loads((mism / "metrics.json").read_text())
     (mism / "metrics.json").write_text(json.dumps({k: v for k, v in m.items() if not k.startswith("law/")}))
     # A partial metrics.json (killed mid-write).
@@ -75,7 +79,7 @@ def test_report_tables_plots_and_left_out(runs, tmp_path):
     assert res.returncode == 0, res.stderr
     md = (out / "report.md").read_text()
     # one section (same tiny data), settings classifier and other, seeds aggregated
-    assert "| classifier | classifier | minilm | debug=limit | 1,1,2 (3) |" in md
+    assert "| classifier | classifier | minilm | debug=limit | 1,2,3 (3) |" in md
     assert "### acc_predict (%)" in md and "### cost (mean per query)" in md
     header = next(l for l in md.splitlines() if l.startswith("| test set |"))
     assert header.split(" | ")[1:3] == ["classifier", "other"] and "best_single" in header and "oracle" in header
@@ -192,6 +196,41 @@ def test_same_test_files_share_a_section_and_training_differences_are_noted(runs
     assert head == "settings differ in data.val (same test sets)"
     assert sorted(parts.split("; ")) == ["rankrouter: null (held-out split)", "routerdc: train"]
     assert "Note: settings differ in data.val" in markdown_report(sections, [], [str(tmp_path)], {})
+
+
+def test_trainer_overrides_make_their_own_setting_and_a_seed_counts_once(runs, tmp_path):
+    """A 1-epoch run is not averaged with full runs (trainer.* overrides define the setting),
+    and a rerun of a seed replaces the earlier run instead of being averaged with it."""
+    import time
+
+    from router_lab.report import build_sections, load_runs, markdown_report
+
+    def copy(name: str, job: str, extra_override: str | None = None, scale: float = 1.0) -> Path:
+        dst = tmp_path / name
+        shutil.copytree(runs / "sweep" / job, dst)
+        if extra_override:
+            ov = yaml.safe_load((dst / ".hydra" / "overrides.yaml").read_text())
+            (dst / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(ov + [extra_override]))
+        m = json.loads((dst / "metrics.json").read_text())
+        (dst / "metrics.json").write_text(json.dumps({k: v * scale if "/router/" in k else v for k, v in m.items()}))
+        return dst
+
+    copy("full_1", "0")
+    copy("full_2", "1")
+    copy("short_1", "0", "trainer.max_epochs=1", 0.5)
+    copy("gpu_2", "1", "trainer.accelerator=cpu")  # where it ran: same setting as full_*
+    time.sleep(0.05)
+    rerun = copy("rerun_1", "0", scale=0.8)  # seed 1 again, finished last
+    found, _ = load_runs([tmp_path])
+    (sec,) = build_sections(found)
+    assert sorted(sec.labels.values()) == ["classifier", "classifier (trainer.max_epochs=1)"]
+    full = next(rs for s, rs in sec.settings.items() if "max_epochs" not in s[2])
+    # seeds 1 and 2 once each: seed 1 is the rerun; seed 2 has two runs (full_2, gpu_2), the later kept
+    assert sorted(r.seed for r in full) == [1, 2] and rerun.resolve() in {r.path for r in full}
+    notes = [l for l in sec.left_out if l.startswith("seed ")]
+    assert len(notes) == 2 and any("rerun_1" in l and "full_1" in l for l in notes)
+    md = markdown_report([sec], [], [str(tmp_path)], {})
+    assert "seed 1: 2 runs of the same setting; kept the latest" in md
 
 
 def test_report_over_an_older_one_leaves_no_stale_plots(runs, tmp_path):

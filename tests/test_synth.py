@@ -124,7 +124,9 @@ def test_typos_are_deterministic_and_change_text():
 
 
 def test_taxonomy_sources(tmp_path):
-    clinc = ROOT.parent / "shared" / "data" / "clinc150" / "domains.json"
+    from conftest import SHARED_DATA
+
+    clinc = SHARED_DATA / "clinc150" / "domains.json"
     if clinc.exists():
         tax = load_taxonomy("clinc150", str(clinc))
         assert len(tax) == 10 and all(len(v) == 15 for v in tax.values())

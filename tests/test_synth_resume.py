@@ -13,7 +13,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 
 from router_lab import ROOT
 from synth_fixtures.loopback import LoopbackLLM, pipeline_responder

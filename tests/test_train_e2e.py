@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SMALL = ["data.train.n_train=600", "data.val.n_val=150", "data.test.test.n_test=400", "trainer.max_epochs=8",
-         "extras.print_config=false"]
+SMALL = ["data.train.n_train=600", "data.val.n_val=150", "data.test.test.n_test=400", "trainer.max_epochs=8"]
 
 
 def run(args: list[str], tmp_path: Path, module="router_lab.train", timeout=600) -> subprocess.CompletedProcess:
@@ -88,3 +87,57 @@ def test_predictions_file_has_one_decision_per_test_query(trained_run):
     # at least: the routing accuracy recomputed from the file matches metrics.json.
     acc = sum(l["chosen_llm"] in l["best_llms"] for l in math) / len(math)
     assert acc == pytest.approx(metrics["math/router/acc"], abs=1e-6)
+
+
+def test_default_output_is_one_screen(trained_run):
+    """What runs and where, progress bars, the table: no config dump, Lightning tips or
+    dataset-saving bars (those are behind extras.verbose=true)."""
+    out, p, _ = trained_run
+    text = p.stdout + p.stderr
+    for noise in ("Tip:", "Saving the dataset", "_target_:", "GPU available", "Loading weights"):
+        assert noise not in text, noise
+    assert f"-> {out}" in text and "encoding (minilm)" in text and "router vs baselines" in p.stdout
+    lines = [l for l in text.replace("\r", "\n").splitlines() if l.strip() and "it/s" not in l and "text/s" not in l
+             and "━" not in l]
+    assert len(lines) < 45, "\n".join(lines)
+
+
+def test_held_out_records_feed_calibrate_and_route_evaluate(trained_run, tmp_path):
+    """train writes val.jsonl / test.jsonl in the table format calibrate and route read, so the
+    README's routing how-to runs end to end on the default data."""
+    from router_lab.data.loaders import load_table
+
+    out, _, tmp = trained_run
+    val, test = load_table(out / "val.jsonl"), load_table(out / "test.jsonl")
+    assert (len(val), len(test)) == (150, 400) and all(r.scores for r in test)
+    assert {r.task for r in test} >= {"math", "law"}  # every test set, tasks kept
+    small = {}
+    for name in ("val", "test"):  # a slice keeps the test quick; same format
+        small[name] = tmp_path / f"{name}.jsonl"
+        small[name].write_text("".join((out / f"{name}.jsonl").read_text().splitlines(True)[:60]))
+    exp = tmp_path / "export"
+    p = run([f"ckpt_path={out}", f"out={exp}"], tmp, module="router_lab.export")
+    assert p.returncode == 0, p.stderr[-2000:]
+    p = run([f"router={exp}", "mode=evaluate", f"data={small['test']}", f"out={tmp_path / 'eval'}"], tmp,
+            module="router_lab.route")
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "acc_predict" in p.stdout and "mean score of the chosen LLM" in p.stdout
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["n"] == 60
+    p = run([f"router={exp}", f"data={small['val']}", "target_cost=0.5", "save=false"], tmp,
+            module="router_lab.calibrate")
+    assert p.returncode == 0, p.stderr[-2000:]
+
+
+def test_eval_without_ckpt_path_is_one_line(tmp_path):
+    p = run([f"hydra.run.dir={tmp_path / 'ev'}"], tmp_path, module="router_lab.eval")
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert p.stderr.strip().splitlines()[-1].startswith("error: ckpt_path is not set")
+
+
+def test_export_to_an_existing_dir_fails_before_loading_the_router(tmp_path):
+    (tmp_path / "taken").mkdir()
+    # The checkpoint does not even exist: the out check comes first, before any loading.
+    p = run([f"ckpt_path={tmp_path / 'missing.ckpt'}", f"out={tmp_path / 'taken'}"], tmp_path,
+            module="router_lab.export")
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert "already exists" in p.stderr and "missing.ckpt" not in p.stderr

@@ -258,8 +258,18 @@ class RouterDataModule(L.LightningDataModule):
         return [r for i, r in enumerate(records) if i not in carved], [r for i, r in enumerate(records) if i in carved]
 
     def setup(self, stage: str | None = None) -> None:
-        if self._ready:
-            return
+        """Load every split (cheap); with a frozen encoder, embed only what ``stage`` uses
+        (fit: train + val; test/predict: nothing yet; None: everything). The other splits
+        are embedded when their dataloader is first asked for, so a run that never tests
+        never encodes its test sets."""
+        if not self._ready:
+            self._load_all()
+        if self.encoder.frozen:
+            wanted = {"fit": [self.train_set, self.val_set], "validate": [self.val_set]}.get(
+                stage, [] if stage in ("test", "predict") else self._all_splits())
+            self._embed(wanted)
+
+    def _load_all(self) -> None:
         train_recs, names = self._load(_as_list(self.train_spec, "data.train"), "data.train")
         val_specs = self.val_spec
         test_named: dict[str, list[RoutingRecord]] = {}
@@ -306,8 +316,6 @@ class RouterDataModule(L.LightningDataModule):
 
         self._assign_tasks_and_labels()
         self._assign_groups()
-        if self.encoder.frozen:
-            self._embed_all()
         self._ready = True
         log.info("data: %d train, %d val, test sets %s; pool %s", len(self.train_set), len(self.val_set),
                  {k: len(v) for k, v in self.test_sets.items()}, self.pool.names)
@@ -373,10 +381,17 @@ class RouterDataModule(L.LightningDataModule):
             for m in members:
                 self.test_sets[m].group = g
 
-    def _embed_all(self) -> None:
-        splits = self._all_splits()
+    def _embed(self, splits: list[RoutingSplit]) -> None:
+        """Embed (through the cache) the given splits that have no embeddings yet, in one
+        pass with one progress bar; ``encode_stats`` accumulates over calls."""
+        splits = list({id(s): s for s in splits if s is not None and s.embeddings is None}.values())
+        if not splits:
+            return
         texts = [t for s in splits for t in s.texts]
-        emb = embed_texts(texts, self.encoder, cache_dir=self.cache_dir, device=self.device, stats=self.encode_stats)
+        stats: dict = {}
+        emb = embed_texts(texts, self.encoder, cache_dir=self.cache_dir, device=self.device, stats=stats)
+        for k, v in stats.items():
+            self.encode_stats[k] = self.encode_stats.get(k, 0) + v
         start = 0
         for s in splits:
             s.embeddings = emb[start : start + len(s)]
@@ -421,6 +436,8 @@ class RouterDataModule(L.LightningDataModule):
 
     # ------------------------------------------------------------------ loaders
     def _loader(self, split: RoutingSplit, shuffle: bool, batch_size: int) -> DataLoader:
+        if self.encoder.frozen:
+            self._embed([split])
         tok = None if self.encoder.frozen else self._tokenizer()
         return DataLoader(
             _SplitDataset(split, self.encoder.frozen),
@@ -443,6 +460,8 @@ class RouterDataModule(L.LightningDataModule):
         return self._loader(self.val_set, False, self.eval_batch_size)
 
     def test_dataloader(self) -> list[DataLoader]:
+        if self.encoder.frozen:
+            self._embed(list(self.test_sets.values()))  # all test sets in one pass
         return [self._loader(s, False, self.eval_batch_size) for s in self.test_sets.values()]
 
     def predict_dataloader(self) -> list[DataLoader]:
