@@ -29,6 +29,7 @@ serving policy use), otherwise argmax of the utility.
 """
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -45,6 +46,8 @@ WEIGHTINGS = ("uniform", "distance")
 METRICS = ("cosine", "l2")
 #: the index buffers, sized by the training data (resized when a state dict is loaded)
 INDEX_BUFFERS = ("index_embeddings", "index_scores", "index_mask")
+
+log = logging.getLogger(__name__)
 
 
 def choose_llm(utilities: torch.Tensor, costs: torch.Tensor | None, cost_lambda: float | None) -> torch.Tensor:
@@ -123,6 +126,9 @@ class KNNRouter(RouterModule):
         n = len(dm.train_set) if dm is not None and getattr(dm, "train_set", None) is not None else None
         if n is not None:
             self._check_k(n, "data.train")
+            if getattr(dm, "val_spec", None) == "train":
+                log.warning("model=knn validates on its own training queries (data.val=train): each is its own "
+                            "nearest neighbour, so val/score is optimistic and cannot choose k; use data.val=null")
 
     def _check_k(self, n: int, where: str) -> None:
         if self.hparams.k > n:
