@@ -7,7 +7,8 @@ the baselines. Prints markdown tables (paste into benchmarks/RESULTS.md).
     python benchmarks/knn_mf.py --data synthetic
     python benchmarks/knn_mf.py --data split2 --reuse             # re-read finished runs
 
-Each run is one ``python -m router_lab.train model={knn,mf} ...`` subprocess (one at a time).
+Each run is ``router_lab.train.train`` on the composed config of ``python -m router_lab.train
+model={knn,mf} ...``, one after another in this process.
 split2 validation is a held-out 10 % of the training files (``data.val=null``), never the
 training data (a kNN router finds every training query itself). kNN: the grid
 ``--ks`` x ``--weightings`` runs once (seed 1; the index does not depend on the seed) and the
@@ -19,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -29,8 +28,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
-from _common import machine  # noqa: E402
-from routerdc_split2 import ORDER as SPLIT2_ORDER  # noqa: E402
+from _common import machine
+from routerdc_split2 import ORDER as SPLIT2_ORDER
 
 BASELINES = ["best_single", "best_per_task", "oracle"]
 DATA = {
@@ -39,20 +38,41 @@ DATA = {
 }
 
 
+def compose(overrides: list[str], run_dir: Path):
+    """The real config (as ``python -m router_lab.train`` composes it), run dir set."""
+    from hydra import compose as hcompose
+    from hydra import initialize_config_dir
+    from omegaconf import open_dict
+
+    from router_lab import CONF_DIR
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = hcompose(config_name="train", overrides=overrides)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(run_dir)
+        cfg.paths.work_dir = str(run_dir)
+    return cfg
+
+
 def run(name: str, overrides: list[str], out_root: Path, reuse: bool) -> dict:
+    """One run of router_lab.train.train in this process (no interpreter start-up per run:
+    on a loaded 2-core machine that start-up costs more than a kNN fit)."""
+    from omegaconf import OmegaConf
+
+    from router_lab.train import train
+
     run_dir = out_root / name
     if reuse and (run_dir / "metrics.json").exists():
         return json.loads((run_dir / "metrics.json").read_text())
-    cmd = [sys.executable, "-m", "router_lab.train", "logger=none", "extras.print_config=false",
-           f"hydra.run.dir={run_dir}", *overrides]
+    cfg = compose(["logger=none", "extras.print_config=false", *overrides], run_dir)
     t0 = time.perf_counter()
-    r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    if r.returncode != 0:
-        sys.exit(f"{name} failed ({r.returncode}): {r.stderr.strip()[-1500:]}")
-    m = json.loads((run_dir / "metrics.json").read_text())
-    print(f"{name}: val {100 * m['val/score_best']:.2f}  ID {100 * m['avg_in_distribution/router/acc_predict']:.2f}  "
+    metrics, _ = train(cfg)
+    (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
+    print(f"{name}: val {100 * metrics['val/score_best']:.2f}  "
+          f"ID {100 * metrics.get('avg_in_distribution/router/acc_predict', float('nan')):.2f}  "
           f"{time.perf_counter() - t0:.0f} s", flush=True)
-    return m
+    return metrics
 
 
 def pct(m: dict, key: str) -> float:
@@ -64,6 +84,9 @@ def mean_std(vals: list[float]) -> str:
 
 
 def main() -> None:
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", choices=list(DATA), default="split2")
     ap.add_argument("--encoder", default="minilm")

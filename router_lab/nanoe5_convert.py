@@ -135,7 +135,15 @@ def build_tokenizer(img: dict):
     """A generic fast tokenizer that reproduces the engine's (= upstream's) token ids:
     per-codepoint normalisation (NFKC plus the map's own exceptions), runs of spaces
     collapsed, metaspace, Unigram Viterbi over the vocabulary, ``<s> ... </s>``."""
-    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from tokenizers import (
+        Regex,
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        processors,
+    )
     from transformers import PreTrainedTokenizerFast
 
     norm = img["norm"]

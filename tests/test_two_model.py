@@ -5,7 +5,14 @@ import numpy as np
 import pytest
 
 from router_lab.errors import UserError
-from router_lab.two_model import apgr, call_curve, check_spec, cpt, pgr, two_model_metrics
+from router_lab.two_model import (
+    apgr,
+    call_curve,
+    check_spec,
+    cpt,
+    pgr,
+    two_model_metrics,
+)
 
 
 def test_curve_pgr_apgr_and_cpt_of_a_hand_built_set():

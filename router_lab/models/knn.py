@@ -225,7 +225,6 @@ class KNNRouter(RouterModule):
         """Add the batch to the index; no loss (returning None skips the optimisation step)."""
         self._parts.append((embed_batch(self.encoder, batch).detach(), effective_batch_scores(batch),
                             batch["score_mask"].bool()))
-        return None
 
     def on_validation_epoch_start(self):
         # Validation runs at the end of the training epoch, before on_train_epoch_end.
