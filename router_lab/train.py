@@ -73,7 +73,8 @@ def write_predictions(dm, outputs: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def report(dm, model, output_dir: str | Path, extra: dict | None = None, title: str = "router vs baselines") -> dict:
+def report(dm, model, output_dir: str | Path, extra: dict | None = None, title: str = "router vs baselines",
+           two_model: dict | None = None) -> dict:
     """Metrics + table for a tested model; writes metrics.json and results.md."""
     outputs = collect_test_outputs(model, dm)
     metrics = evaluate(dm, outputs)
@@ -82,6 +83,10 @@ def report(dm, model, output_dir: str | Path, extra: dict | None = None, title: 
     from router_lab.cost_quality import cost_quality_report
 
     metrics.update(cost_quality_report(outputs, output_dir, llm_names=dm.pool.names))
+    # +two_model.strong=<llm> +two_model.weak=<llm>: RouteLLM's APGR / CPT (router_lab.two_model)
+    from router_lab.two_model import two_model_report
+
+    metrics.update(two_model_report(outputs, dm.pool.names, two_model))
     metrics.update(extra or {})
     table = results_table(metrics, dm.test_set_names, dm.groups, title=title)
     print("\n" + table + "\n")
@@ -130,6 +135,10 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
     t0 = time.perf_counter()
     dm.setup("fit")
     data_seconds = time.perf_counter() - t0
+    if cfg.get("two_model"):  # checked before training, not after
+        from router_lab.two_model import check_spec
+
+        check_spec(cfg.two_model, dm.pool.names)
 
     model = hydra.utils.instantiate(cfg.model, data_info=dm.info(), _convert_="all")
     loggers = instantiate_list(cfg.get("logger"))
@@ -161,7 +170,8 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
         trainer.test(model, datamodule=dm, ckpt_path=best, weights_only=True, verbose=False)
         if dm.encode_stats:  # train/val at setup, test sets when first tested
             extra["time/encode_seconds"] = float(dm.encode_stats.get("seconds", 0.0))
-        metrics = report(dm, model, out_dir, extra)
+        two = cfg.get("two_model")
+        metrics = report(dm, model, out_dir, extra, two_model=OmegaConf.to_container(two) if two else None)
         for lg in loggers:
             lg.log_metrics({k: v for k, v in metrics.items()})
     save_splits(dm, out_dir, splits)

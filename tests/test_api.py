@@ -3,7 +3,6 @@ in-process once per module): run dir, checkpoint and export load alike; conversa
 empty and over-long queries, the serving policy."""
 from __future__ import annotations
 
-import importlib.util
 import logging
 from pathlib import Path
 
@@ -14,17 +13,17 @@ from router_lab.api import Router, RoutingDecision
 from router_lab.data.records import render_conversation
 from router_lab.errors import UserError
 
-FAMILIES = {
-    "classifier_frozen": [],
-    "classifier_finetuned": ["encoder.frozen=false"],
-    "routerdc": ["model=routerdc", "model.projection_dim=16", "model.cluster_loss_weight=0"],
-    "rankrouter": ["model=rankrouter"],
-}
+MODEL_CONF = Path(__file__).resolve().parents[1] / "conf" / "model"
+#: Overrides that keep a family's tiny run tiny; every conf/model/<family>.yaml is a family
+#: (a new family gets its rows here by adding its config).
+TINY = {"routerdc": ["model.projection_dim=16", "model.cluster_loss_weight=0"]}
+FAMILIES = {"classifier_frozen": [], "classifier_finetuned": ["encoder.frozen=false"]} | {
+    f.stem: [f"model={f.stem}", *TINY.get(f.stem, [])] for f in sorted(MODEL_CONF.glob("*.yaml"))
+    if f.stem != "classifier"}
 
 
 def family_available(name: str) -> bool:
-    return name != "rankrouter" or importlib.util.find_spec("router_lab.models.rankrouter") is not None and \
-        (Path(__file__).resolve().parents[1] / "conf" / "model" / "rankrouter.yaml").exists()
+    return name in FAMILIES
 
 
 def train_tiny_run(root: Path, family: str = "classifier_frozen", extra: list[str] | None = None) -> Path:

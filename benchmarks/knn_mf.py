@@ -1,0 +1,143 @@
+"""kNN and MF routers on split2 or the synthetic benchmark: kNN's k and weighting chosen on the
+validation split only, MF over several seeds; acc_predict per test set (mean ± std) beside
+the baselines. Prints markdown tables (paste into benchmarks/RESULTS.md).
+
+    python benchmarks/knn_mf.py --data split2                     # frozen MiniLM, seeds 1 2 3
+    python benchmarks/knn_mf.py --data split2 --encoder e5_small  # frozen multilingual-e5-small
+    python benchmarks/knn_mf.py --data synthetic
+    python benchmarks/knn_mf.py --data split2 --reuse             # re-read finished runs
+
+Each run is ``router_lab.train.train`` on the composed config of ``python -m router_lab.train
+model={knn,mf} ...``, one after another in this process.
+split2 validation is a held-out 10 % of the training files (``data.val=null``), never the
+training data (a kNN router finds every training query itself). kNN: the grid
+``--ks`` x ``--weightings`` runs once (seed 1; the index does not depend on the seed) and the
+setting with the best ``val/score_best`` is reported; test figures of the other settings are
+printed for transparency only, never used to choose. Runs go under
+``outputs/benchmarks/knn_mf/<data>_<encoder>/``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+from _common import machine
+from routerdc_split2 import ORDER as SPLIT2_ORDER
+
+BASELINES = ["best_single", "best_per_task", "oracle"]
+DATA = {
+    "split2": ["data=split2", "llm_pool=split2_model7", "data.val=null"],
+    "synthetic": [],
+}
+
+
+def compose(overrides: list[str], run_dir: Path):
+    """The real config (as ``python -m router_lab.train`` composes it), run dir set."""
+    from hydra import compose as hcompose
+    from hydra import initialize_config_dir
+    from omegaconf import open_dict
+
+    from router_lab import CONF_DIR
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = hcompose(config_name="train", overrides=overrides)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(run_dir)
+        cfg.paths.work_dir = str(run_dir)
+    return cfg
+
+
+def run(name: str, overrides: list[str], out_root: Path, reuse: bool) -> dict:
+    """One run of router_lab.train.train in this process (no interpreter start-up per run:
+    on a loaded 2-core machine that start-up costs more than a kNN fit)."""
+    from omegaconf import OmegaConf
+
+    from router_lab.train import train
+
+    run_dir = out_root / name
+    if reuse and (run_dir / "metrics.json").exists():
+        return json.loads((run_dir / "metrics.json").read_text())
+    cfg = compose(["logger=none", "extras.print_config=false", *overrides], run_dir)
+    t0 = time.perf_counter()
+    metrics, _ = train(cfg)
+    (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
+    print(f"{name}: val {100 * metrics['val/score_best']:.2f}  "
+          f"ID {100 * metrics.get('avg_in_distribution/router/acc_predict', float('nan')):.2f}  "
+          f"{time.perf_counter() - t0:.0f} s", flush=True)
+    return metrics
+
+
+def pct(m: dict, key: str) -> float:
+    return 100 * m.get(key, float("nan"))
+
+
+def mean_std(vals: list[float]) -> str:
+    return f"{np.mean(vals):.2f} ± {np.std(vals):.2f}" if len(vals) > 1 else f"{vals[0]:.2f}"
+
+
+def main() -> None:
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", choices=list(DATA), default="split2")
+    ap.add_argument("--encoder", default="minilm")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    ap.add_argument("--ks", type=int, nargs="+", default=[5, 10, 20, 50, 100, 200])
+    ap.add_argument("--weightings", nargs="+", default=["uniform", "distance"])
+    ap.add_argument("--overrides", nargs="*", default=[])
+    ap.add_argument("--reuse", action="store_true")
+    args = ap.parse_args()
+    out_root = REPO / "outputs" / "benchmarks" / "knn_mf" / f"{args.data}_{args.encoder}"
+    base = [*DATA[args.data], f"encoder={args.encoder}", "encoder.frozen=true", *args.overrides]
+    t0 = time.perf_counter()
+
+    grid = {}
+    for w in args.weightings:
+        for k in args.ks:
+            grid[(k, w)] = run(f"knn_k{k}_{w}", [*base, "model=knn", f"model.k={k}", f"model.weighting={w}",
+                                                 f"seed={args.seeds[0]}"], out_root, args.reuse)
+    best = max(grid, key=lambda kw: grid[kw]["val/score_best"])
+    mf = [run(f"mf_seed{s}", [*base, "model=mf", f"seed={s}"], out_root, args.reuse) for s in args.seeds]
+
+    print(f"\n{args.data}, frozen {args.encoder}; {machine()}; {time.perf_counter() - t0:.0f} s in all")
+    print("\nkNN grid (selection by validation acc_predict; test shown, not used):\n")
+    print("| k | weighting | val | test ID avg | test OOD avg |\n|---:|---|---:|---:|---:|")
+    for (k, w), m in grid.items():
+        mark = " **(chosen)**" if (k, w) == best else ""
+        print(f"| {k} | {w}{mark} | {pct(m, 'val/score_best'):.2f} | "
+              f"{pct(m, 'avg_in_distribution/router/acc_predict'):.2f} | "
+              f"{pct(m, 'avg_out_of_distribution/router/acc_predict'):.2f} |")
+
+    knn = grid[best]
+    ref = mf[0]
+    names = SPLIT2_ORDER if args.data == "split2" else sorted(
+        {k.split("/")[0] for k in ref if k.endswith("/router/acc_predict")}, key=lambda s: (s.startswith("avg"), s))
+    names = [(n, n) if isinstance(n, str) else n for n in names]
+    print(f"\nacc_predict (%): kNN (k={best[0]}, {best[1]}, chosen on validation), MF mean ± std over seeds "
+          f"{args.seeds}\n")
+    print("| dataset | kNN | MF | " + " | ".join(BASELINES) + " |\n|---|---:|---:|" + "---:|" * len(BASELINES))
+    for key, label in names:
+        if f"{key}/router/acc_predict" not in ref:
+            continue
+        bold = "**" if key.startswith("avg_") else ""
+        cells = [f"{pct(knn, f'{key}/router/acc_predict'):.2f}",
+                 mean_std([pct(m, f"{key}/router/acc_predict") for m in mf])]
+        cells += [f"{pct(ref, f'{key}/{b}/acc_predict'):.2f}" for b in BASELINES]
+        print(f"| {bold}{label}{bold} | " + " | ".join(f"{bold}{c}{bold}" if i < 2 else c for i, c in enumerate(cells))
+              + " |")
+    summary = {"knn_best": {"k": best[0], "weighting": best[1]}, "knn": knn, "mf": mf,
+               "grid": {f"{k}_{w}": m for (k, w), m in grid.items()}}
+    (out_root / "summary.json").write_text(json.dumps(summary, indent=1))
+
+
+if __name__ == "__main__":
+    main()
