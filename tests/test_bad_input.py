@@ -130,7 +130,7 @@ ROWS = [
                              "output={tmp}/o.jsonl", "on_error=maybe"), "on_error"),
     Row("router_lab.route", ("router={run}", "mode=evaluate", "data={file:inf_costs.jsonl}"), "finite number"),
     Row("router_lab.route", ("router={run}", "mode=evaluate", "data={file:big_score.jsonl}"), "in [0, 1]"),
-    Row("router_lab.route", ("router={run}", "mode=evaluate", "data={file:nan_score.jsonl}"), "is nan"),
+    Row("router_lab.route", ("router={run}", "mode=evaluate", "data={file:nan_score.jsonl}"), "no score for LLM"),
     # ---- export, calibrate, report, serve
     Row("router_lab.export", ("ckpt_path={tmp}/nope.ckpt", "out={tmp}/exp"), "nope.ckpt"),
     Row("router_lab.export", ("ckpt_path={run}/checkpoints/best.ckpt", "out={tmp}/exp", "overwrite=perhaps"),
