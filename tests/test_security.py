@@ -457,10 +457,11 @@ def test_two_runs_started_in_the_same_second_keep_both_results(run, tmp_path):
     assert len({d.name[:19] for d in dirs}) == 1, dirs  # they did start in the same second
 
 
-@pytest.mark.parametrize("name", ["../../escaped", "a/b", ".."])
-def test_task_name_that_is_not_a_plain_name_creates_nothing(tmp_path, name):
+@pytest.mark.parametrize("args", [["task_name=../../escaped"], ["task_name=a/b"], ["task_name=.."],
+                                  ["-m", "task_name=fine,../../escaped"]])
+def test_task_name_that_is_not_a_plain_name_creates_nothing(tmp_path, args):
     logs = tmp_path / "deep" / "logs"
-    p = py("router_lab.train", f"task_name={name}", f"paths.log_dir={logs}", tmp=tmp_path)
+    p = py("router_lab.train", *args, f"paths.log_dir={logs}", tmp=tmp_path)
     one_error_line(p, "not usable as a directory name")
     assert not (tmp_path / "deep").exists() and not (tmp_path / "escaped").exists()
 
