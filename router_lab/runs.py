@@ -297,7 +297,7 @@ def load_export(root: Path):
     cls = family_class(meta["_target_"], str(f))
     hp = check_hparams(cls, meta["hparams"], f"{f}: hparams")
     _check_data(hp, str(f), (), "hparams")
-    names = hp["data_info"]["llm_names"]
+    names = (hp.get("data_info") or {}).get("llm_names")
     pool = [l.get("name") if isinstance(l, Mapping) else l for l in ((meta.get("llm_pool") or {}).get("llms") or [])]
     if pool and pool != names:
         raise UserError(f"{f}: llm_pool {pool} differs from hparams.data_info.llm_names {names}; expected the "

@@ -251,9 +251,13 @@ def _tamper(exp: Path, what: str) -> None:
     f = exp / "router.yaml"
     meta = yaml.safe_load(f.read_text())
     names = meta["hparams"]["data_info"]["llm_names"]
-    if what == "truncated_weights":
-        w = exp / "model.safetensors"
+    if what in ("truncated_weights", "truncated_encoder"):
+        w = exp / ("model.safetensors" if what == "truncated_weights" else "encoder/model.safetensors")
         w.write_bytes(w.read_bytes()[: w.stat().st_size // 2])
+        return
+    if what == "pickled_encoder":  # the backbone's weights as a pickle payload instead of safetensors
+        (exp / "encoder" / "model.safetensors").unlink()
+        torch.save({"w": Payload(exp.parent / "marker")}, exp / "encoder" / "pytorch_model.bin")
         return
     if what == "invalid_yaml":
         f.write_text("format: [router_lab.export/1\n_target_: {")
@@ -279,6 +283,8 @@ def _tamper(exp: Path, what: str) -> None:
 
 @pytest.mark.parametrize("what,needle", [
     ("truncated_weights", "not readable safetensors"),
+    ("truncated_encoder", "cannot load"),
+    ("pickled_encoder", "UnpicklingError"),
     ("invalid_yaml", "not valid YAML"),
     ("yaml_list", "expected a router.yaml"),
     ("missing_hparam", "missing ['data_info']"),
@@ -294,6 +300,7 @@ def test_tampered_export_is_one_error_line(exported, tmp_path, capsys, what, nee
     _tamper(bad, what)
     code, _, err = cli(capsys, route_main, f"router={bad}", "query=hi")
     assert code == 2 and err.count("\n") == 1 and err.startswith("error:") and needle in err, err
+    assert not (tmp_path / "marker").exists()
 
 
 @pytest.mark.parametrize("what,needle", [("truncated", "not a readable checkpoint"),
