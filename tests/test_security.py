@@ -228,6 +228,28 @@ def test_saved_config_may_not_call_resolvers(run, tmp_path, monkeypatch):
     assert CANARY not in str(e.value)
 
 
+def test_resolvers_in_sections_eval_does_not_use_are_dropped(run, tmp_path, monkeypatch):
+    """logger=wandb saves ${oc.env:WANDB_PROJECT,...}: such a run still loads; its data
+    cannot reach the dropped sections."""
+    from router_lab.runs import load_run_config, load_run_datamodule
+
+    monkeypatch.setenv("ROUTER_LAB_TEST_SECRET", CANARY)
+    d = tmp_path / "wandb_run"
+    shutil.copytree(run, d)
+    f = d / ".hydra" / "config.yaml"
+    cfg = yaml.safe_load(f.read_text())
+    cfg["logger"] = {"wandb": {"project": "${oc.env:ROUTER_LAB_TEST_SECRET,router_lab}"}}
+    f.write_text(yaml.safe_dump(cfg))
+    loaded, _ = load_run_config(d)
+    assert "logger" not in loaded and loaded.model._target_ == FAMILIES["classifier"]
+    cfg["data"]["cache_dir"] = "${logger.wandb.project}"
+    f.write_text(yaml.safe_dump(cfg))
+    loaded, where = load_run_config(d)
+    with pytest.raises(UserError, match="does not resolve") as e:
+        load_run_datamodule(loaded, where)
+    assert CANARY not in str(e.value)
+
+
 # ------------------------------------------------------------------ export dirs are data
 
 def test_foreign_target_in_router_yaml_is_never_imported(exported, tmp_path):
