@@ -21,3 +21,10 @@ if not OmegaConf.has_resolver("router_lab_pid"):  # run dir suffix (conf/hydra/d
     import os
 
     OmegaConf.register_new_resolver("router_lab_pid", lambda: str(os.getpid()))
+if not OmegaConf.has_resolver("router_lab_name"):  # a name used as a path part: checked (router_lab.files)
+    def _path_part(name):
+        from router_lab.files import check_path_part
+
+        return check_path_part(name, "task_name")
+
+    OmegaConf.register_new_resolver("router_lab_name", _path_part)

@@ -28,7 +28,9 @@ confidence are the answer. The LLMs the policy names join the router's pool.
 
 An export dir holds ``router.yaml`` (class, hyper-parameters, pool, policy, route map),
 ``model.safetensors`` (the LightningModule's state dict) and ``encoder/`` (backbone and
-tokenizer); loading it needs neither Hydra nor the training config tree.
+tokenizer); loading it needs neither Hydra nor the training config tree. Loading goes through
+``router_lab.runs`` (registered families only, weights-only, files read as data); an export's
+own route map endpoints are used only with ``trust_export=True`` (README "Security model").
 """
 from __future__ import annotations
 

@@ -92,3 +92,12 @@ class CheckRunNames(_HydraCallback):
 
     def on_multirun_start(self, config, **kwargs) -> None:
         self._check(config)
+        # a sweep over task_name (task_name=a,b): every value, before any job starts
+        from omegaconf import OmegaConf
+
+        overrides = OmegaConf.select(config, "hydra.overrides.task", default=None) or []
+        for o in overrides:
+            key, _, value = str(o).lstrip("+~").partition("=")
+            if key == "task_name":
+                for v in value.split(","):
+                    self._check({"task_name": v.strip()})

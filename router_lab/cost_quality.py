@@ -20,6 +20,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from router_lab import metrics as M
+from router_lab.files import write_atomic
 from router_lab.policy import lambda_grid
 
 
@@ -127,8 +128,8 @@ def cost_quality_report(outputs: Mapping[str, Mapping[str, np.ndarray]], output_
         return {}
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "cost_quality.json").write_text(json.dumps({"llm_names": list(llm_names or []), "sets": results},
-                                                      indent=2))
+    write_atomic(out / "cost_quality.json", json.dumps({"llm_names": list(llm_names or []), "sets": results},
+                                                       indent=2))
     plot(results, out / "cost_quality.png", llm_names)
     flat = {}
     for name, r in results.items():

@@ -137,11 +137,15 @@ def add_prefix(tok, prefix: str) -> None:
 
 
 def load_backbone(spec: EncoderSpec) -> nn.Module:
+    from pickle import UnpicklingError
+
+    from safetensors import SafetensorError
     from transformers import AutoModel
 
     try:
         model = AutoModel.from_pretrained(spec.path)
-    except (OSError, ValueError) as e:
+    # also truncated / mismatched weights, and pickled weights that are not weights-only
+    except (OSError, ValueError, RuntimeError, SafetensorError, UnpicklingError) as e:
         raise _load_error(spec, e) from None
     return model
 

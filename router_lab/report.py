@@ -50,7 +50,7 @@ import yaml
 
 from router_lab import ROOT
 from router_lab.errors import UserError, run_main
-from router_lab.files import write_atomic
+from router_lab.files import check_output_is_not_input, write_atomic
 
 log = logging.getLogger("router_lab.report")
 
@@ -673,6 +673,7 @@ def make_report(roots: Sequence[str | Path], out: str | Path | None = None, read
             print(f"left out [{sec.name}] {l}", file=sys.stderr)
 
     out = Path(out) if out else ROOT / "outputs" / "report" / f"{time.strftime('%Y-%m-%d_%H-%M-%S')}-{os.getpid()}"
+    check_output_is_not_input(out, roots, "out")  # a report is written beside runs, never over them
     out.parent.mkdir(parents=True, exist_ok=True)
     stage = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(stage, ignore_errors=True)

@@ -151,7 +151,6 @@ class RouteOptions:
     threads: Annotated[int, Field(ge=0)] = 0
     quantize: str = ""       # int8: int8 dynamic quantisation of the encoder (CPU, ~2x faster)
     runtime: str = "torch"   # onnx: the encoder in ONNX Runtime (CPU; the fastest, see router_lab.onnx_runtime)
-    trust_export: bool = False  # use the export dir's own route map endpoints (URLs, key variables)
     loader: str = "table"    # evaluate: the loader reading data= (router_lab.data.loaders.LOADERS)
     loader_args: dict = dataclasses.field(default_factory=dict)  # loader.ARG=value
 
@@ -513,7 +512,7 @@ def route(opts: RouteOptions) -> Any:
 
         torch.set_num_threads(opts.threads)
     router = Router.load(opts.router, route_map=opts.route_map or None, quantize=opts.quantize or None,
-                         runtime=opts.runtime, trust_export=opts.trust_export)
+                         runtime=opts.runtime)
     if opts.mode == "single":
         return run_single(router, opts)
     if opts.mode == "interactive":

@@ -162,8 +162,7 @@ def find_run_config(path: Path) -> Path:
 
 def load_run_config(path: Path):
     """A saved run config as an (unresolved) DictConfig, checked to be data: its model is a
-    registered family, its data a registered data module, and no section but ``paths`` and
-    ``hydra`` calls a resolver."""
+    registered family, its data a registered data module, and nothing kept calls a resolver."""
     from omegaconf import OmegaConf
 
     f = find_run_config(path)
@@ -172,11 +171,13 @@ def load_run_config(path: Path):
     if not isinstance(model, Mapping):
         raise UserError(f"{f}: no model section; expected a config saved by router_lab.train")
     family_class(model.get("_target_"), f"{f}: model")
+    # Only what a router and its data need is kept (model, data, encoder, pool, top-level
+    # values); logger/callbacks/trainer/paths are dropped (paths: this machine's are used).
     targets = {"model": (model.get("_target_"),), "data": DATA_MODULES, "encoder": (), "llm_pool": ()}
-    for k, v in raw.items():
-        if k not in ("paths", "hydra"):  # paths: replaced by this machine's; the rest: values only
-            _check_data(v, str(f), targets.get(str(k)), str(k))
-    return OmegaConf.create(raw), f
+    kept = {k: v for k, v in raw.items() if k in targets or not isinstance(v, (Mapping, list))}
+    for k, v in kept.items():
+        _check_data(v, str(f), targets.get(str(k), ()), str(k))
+    return OmegaConf.create(kept), f
 
 
 def default_paths(output_dir: str | Path) -> dict:
@@ -202,7 +203,13 @@ def build_datamodule(data_cfg, where: str, trusted_target: str | None = None):
     target = data_cfg.get("_target_") if data_cfg is not None else None
     if target not in allowed:
         raise UserError(f"{where}: data._target_={target!r}; expected one of {list(allowed)}")
-    plain = OmegaConf.to_container(data_cfg, resolve=True) if OmegaConf.is_config(data_cfg) else dict(data_cfg)
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        plain = OmegaConf.to_container(data_cfg, resolve=True) if OmegaConf.is_config(data_cfg) else dict(data_cfg)
+    except OmegaConfBaseException as e:
+        raise UserError(f"{where}: its data config does not resolve ({str(e).splitlines()[0]}); expected a config "
+                        "saved by router_lab.train") from None
     _check_data(plain, where, allowed, "data")  # resolved: no target may have come in through a reference
     return hydra.utils.instantiate(plain, _convert_="all")
 
@@ -311,7 +318,7 @@ def load_export(root: Path):
     cls = family_class(meta["_target_"], str(f))
     hp = check_hparams(cls, meta["hparams"], f"{f}: hparams")
     _check_data(hp, str(f), (), "hparams")
-    names = hp["data_info"]["llm_names"]
+    names = (hp.get("data_info") or {}).get("llm_names")
     pool = [l.get("name") if isinstance(l, Mapping) else l for l in ((meta.get("llm_pool") or {}).get("llms") or [])]
     if pool and pool != names:
         raise UserError(f"{f}: llm_pool {pool} differs from hparams.data_info.llm_names {names}; expected the "

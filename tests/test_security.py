@@ -110,24 +110,33 @@ def test_train_resume_from_a_pickle_payload_runs_nothing(run, tmp_path):
     assert not (tmp_path / "out" / "metrics.json").exists()
 
 
-def test_train_refuses_a_url_checkpoint(tmp_path):
-    p = py("router_lab.train", "ckpt_path=http://127.0.0.1:9/x.ckpt", f"hydra.run.dir={tmp_path / 'out'}",
-           "logger=none", "extras.print_config=false", tmp=tmp_path)
-    one_error_line(p, "a URL; expected a local checkpoint file")
+def test_train_refuses_a_url_checkpoint(cfg_factory):
+    from router_lab.train import train
+
+    with pytest.raises(UserError, match="a URL; expected a local checkpoint file"):
+        train(cfg_factory(["ckpt_path=http://127.0.0.1:9/x.ckpt"]))
 
 
-def test_train_resumes_a_real_checkpoint_weights_only(run, tmp_path):
-    """Resume still works: Lightning loads the full checkpoint (optimizer, loops, callbacks) weights-only."""
-    enc = run.parent / "tiny_bert"
-    out = tmp_path / "resumed"
-    p = py("router_lab.train", f"ckpt_path={run / 'checkpoints' / 'best.ckpt'}", f"hydra.run.dir={out}",
-           "logger=none", "extras.print_config=false", "data.train.n_train=300", "data.val.n_val=60",
-           "data.test.test.n_test=60", "trainer.max_epochs=2", f"encoder.pretrained={enc}", "encoder.name=tiny_bert",
-           "encoder.max_length=32", tmp=tmp_path)
-    assert p.returncode == 0, p.stderr[-3000:]
+def test_train_resumes_a_real_checkpoint_weights_only(run, tmp_path, monkeypatch):
+    """Resume still works, and Lightning reads the full checkpoint (optimizer, loops,
+    callbacks) with weights-only loading."""
+    from conftest import compose
+    from router_lab.train import train
+
+    flags = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: flags.append(k.get("weights_only")) or real_load(*a, **k))
+    root, out = run.parent, tmp_path / "resumed"
+    cfg = compose([f"paths.cache_dir={root / 'cache'}", "logger=none", "trainer.accelerator=cpu",
+                   "extras.print_config=false", "data.train.n_train=300", "data.val.n_val=60",
+                   "data.test.test.n_test=60", "trainer.max_epochs=2", f"encoder.pretrained={root / 'tiny_bert'}",
+                   "encoder.name=tiny_bert", "encoder.max_length=32", f"ckpt_path={run / 'checkpoints' / 'best.ckpt'}"],
+                  output_dir=out)
+    train(cfg)
     history = json.loads((out / "training_history.json").read_text())["history"]
     assert [h["epoch"] for h in history] == [1]  # epoch 0 came from the checkpoint
     assert (out / "metrics.json").is_file()
+    assert flags and all(f is True for f in flags), flags
 
 
 def test_eval_of_a_pickle_payload_runs_nothing(run, tmp_path):
@@ -139,13 +148,13 @@ def test_eval_of_a_pickle_payload_runs_nothing(run, tmp_path):
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("entry", ["route", "export"])
-def test_route_and_export_of_a_pickle_payload_run_nothing(run, tmp_path, entry):
+def test_route_and_export_of_a_pickle_payload_run_nothing(run, tmp_path, capsys):
     marker = tmp_path / "marker"
     bad = evil_run(run, tmp_path, marker)
-    args = [f"router={bad}", "query=hi"] if entry == "route" else [f"ckpt_path={bad}", f"out={tmp_path / 'exp'}"]
-    p = py(f"router_lab.{entry}", *args, tmp=tmp_path)
+    p = py("router_lab.export", f"ckpt_path={bad}", f"out={tmp_path / 'exp'}", tmp=tmp_path)
     one_error_line(p, "not a weights-only checkpoint")
+    code, _, err = cli(capsys, route_main, f"router={bad}", "query=hi")
+    assert code == 2 and err.count("\n") == 1 and "not a weights-only checkpoint" in err
     assert not marker.exists() and not (tmp_path / "exp").exists()
 
 
@@ -173,14 +182,19 @@ def tampered_config(run: Path, root: Path, section: str, marker: Path) -> Path:
     return dst
 
 
-@pytest.mark.parametrize("section,needle", [("data", "data._target_='builtins.open' is not allowed"),
-                                            ("model", "_target_='os.system' is not a router_lab router family")])
-def test_eval_does_not_instantiate_a_saved_config(run, tmp_path, section, needle):
+def test_eval_does_not_instantiate_a_saved_config(run, tmp_path):
+    from conftest import compose
+    from router_lab.eval import evaluate_checkpoint
+
     marker = tmp_path / "marker"
-    bad = tampered_config(run, tmp_path, section, marker)
+    bad = tampered_config(run, tmp_path, "data", marker)
     p = py("router_lab.eval", f"ckpt_path={bad / 'checkpoints' / 'best.ckpt'}", f"hydra.run.dir={tmp_path / 'e'}",
            tmp=tmp_path)
-    one_error_line(p, needle)
+    one_error_line(p, "data._target_='builtins.open' is not allowed")
+    shutil.rmtree(bad)
+    bad = tampered_config(run, tmp_path, "model", marker)
+    with pytest.raises(UserError, match="_target_='os.system' is not a router_lab router family"):
+        evaluate_checkpoint(compose([f"ckpt_path={bad / 'checkpoints' / 'best.ckpt'}"], "eval", tmp_path / "e2"))
     assert not marker.exists()
 
 
@@ -198,17 +212,42 @@ def test_report_does_not_instantiate_a_saved_config(run, tmp_path, section):
     assert not marker.exists()
 
 
-def test_saved_config_may_not_call_resolvers(run, tmp_path):
+def test_saved_config_may_not_call_resolvers(run, tmp_path, monkeypatch):
+    from conftest import compose
+    from router_lab.eval import evaluate_checkpoint
+
     bad = tmp_path / "resolver_run"
     shutil.copytree(run, bad)
     f = bad / ".hydra" / "config.yaml"
     cfg = yaml.safe_load(f.read_text())
     cfg["data"]["cache_dir"] = "${oc.env:ROUTER_LAB_TEST_SECRET}"
     f.write_text(yaml.safe_dump(cfg))
-    p = py("router_lab.eval", f"ckpt_path={bad / 'checkpoints' / 'best.ckpt'}", f"hydra.run.dir={tmp_path / 'e'}",
-           tmp=tmp_path, env={"ROUTER_LAB_TEST_SECRET": CANARY})
-    one_error_line(p, "calls the resolver 'oc.env'")
-    assert CANARY not in p.stderr + p.stdout
+    monkeypatch.setenv("ROUTER_LAB_TEST_SECRET", CANARY)
+    with pytest.raises(UserError, match="calls the resolver 'oc.env'") as e:
+        evaluate_checkpoint(compose([f"ckpt_path={bad / 'checkpoints' / 'best.ckpt'}"], "eval", tmp_path / "e"))
+    assert CANARY not in str(e.value)
+
+
+def test_resolvers_in_sections_eval_does_not_use_are_dropped(run, tmp_path, monkeypatch):
+    """logger=wandb saves ${oc.env:WANDB_PROJECT,...}: such a run still loads; its data
+    cannot reach the dropped sections."""
+    from router_lab.runs import load_run_config, load_run_datamodule
+
+    monkeypatch.setenv("ROUTER_LAB_TEST_SECRET", CANARY)
+    d = tmp_path / "wandb_run"
+    shutil.copytree(run, d)
+    f = d / ".hydra" / "config.yaml"
+    cfg = yaml.safe_load(f.read_text())
+    cfg["logger"] = {"wandb": {"project": "${oc.env:ROUTER_LAB_TEST_SECRET,router_lab}"}}
+    f.write_text(yaml.safe_dump(cfg))
+    loaded, _ = load_run_config(d)
+    assert "logger" not in loaded and loaded.model._target_ == FAMILIES["classifier"]
+    cfg["data"]["cache_dir"] = "${logger.wandb.project}"
+    f.write_text(yaml.safe_dump(cfg))
+    loaded, where = load_run_config(d)
+    with pytest.raises(UserError, match="does not resolve") as e:
+        load_run_datamodule(loaded, where)
+    assert CANARY not in str(e.value)
 
 
 # ------------------------------------------------------------------ export dirs are data
@@ -234,9 +273,13 @@ def _tamper(exp: Path, what: str) -> None:
     f = exp / "router.yaml"
     meta = yaml.safe_load(f.read_text())
     names = meta["hparams"]["data_info"]["llm_names"]
-    if what == "truncated_weights":
-        w = exp / "model.safetensors"
+    if what in ("truncated_weights", "truncated_encoder"):
+        w = exp / ("model.safetensors" if what == "truncated_weights" else "encoder/model.safetensors")
         w.write_bytes(w.read_bytes()[: w.stat().st_size // 2])
+        return
+    if what == "pickled_encoder":  # the backbone's weights as a pickle payload instead of safetensors
+        (exp / "encoder" / "model.safetensors").unlink()
+        torch.save({"w": Payload(exp.parent / "marker")}, exp / "encoder" / "pytorch_model.bin")
         return
     if what == "invalid_yaml":
         f.write_text("format: [router_lab.export/1\n_target_: {")
@@ -262,6 +305,8 @@ def _tamper(exp: Path, what: str) -> None:
 
 @pytest.mark.parametrize("what,needle", [
     ("truncated_weights", "not readable safetensors"),
+    ("truncated_encoder", "cannot load"),
+    ("pickled_encoder", "UnpicklingError"),
     ("invalid_yaml", "not valid YAML"),
     ("yaml_list", "expected a router.yaml"),
     ("missing_hparam", "missing ['data_info']"),
@@ -277,6 +322,7 @@ def test_tampered_export_is_one_error_line(exported, tmp_path, capsys, what, nee
     _tamper(bad, what)
     code, _, err = cli(capsys, route_main, f"router={bad}", "query=hi")
     assert code == 2 and err.count("\n") == 1 and err.startswith("error:") and needle in err, err
+    assert not (tmp_path / "marker").exists()
 
 
 @pytest.mark.parametrize("what,needle", [("truncated", "not a readable checkpoint"),
@@ -437,19 +483,21 @@ def test_batch_output_equal_to_input_is_refused_before_opening(run, tmp_path, ca
 
 
 def test_two_runs_started_in_the_same_second_keep_both_results(run, tmp_path):
-    """Two trainings released at the same instant: two run dirs, two metrics.json."""
-    enc = run.parent / "tiny_bert"
-    logs = tmp_path / "logs"
-    start = float(int(time.time()) + 15)  # a whole second, after both interpreters imported everything
-    script = ("import sys, time; import router_lab.train as t; start = float(sys.argv.pop(1)); "
+    """Two runs released at the same instant (both imported, then a shared start second):
+    two run dirs, two metrics.json."""
+    root, logs = run.parent, tmp_path / "logs"
+    script = ("import sys, math, time; from pathlib import Path; import router_lab.train as t; "
+              "me, other = Path(sys.argv.pop(1)), Path(sys.argv.pop(1)); me.touch(); "
+              "[time.sleep(0.05) for _ in iter(lambda: other.exists(), True)]; "
+              "start = math.floor(max(me.stat().st_mtime, other.stat().st_mtime)) + 2; "
               "time.sleep(max(0.0, start - time.time())); t.main()")
-    args = [f"paths.log_dir={logs}", "logger=none", "extras.print_config=false", "train=false",
-            "data.train.n_train=300", "data.val.n_val=60", "data.test.test.n_test=60", f"encoder.pretrained={enc}",
-            "encoder.name=tiny_bert", "encoder.max_length=32", "callbacks=none"]
-    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
-    procs = [subprocess.Popen([sys.executable, "-c", script, str(start), *args],
-                              cwd=REPO, env={**env, "ROUTER_LAB_CACHE_DIR": str(tmp_path / f"cache{i}")},
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    args = [f"paths.log_dir={logs}", "logger=none", "extras.print_config=false", "train=false", "callbacks=none",
+            "data.train.n_train=300", "data.val.n_val=60", "data.test.test.n_test=60",
+            f"encoder.pretrained={root / 'tiny_bert'}", "encoder.name=tiny_bert", "encoder.max_length=32"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "ROUTER_LAB_CACHE_DIR": str(root / "cache")}
+    ready = [tmp_path / "ready0", tmp_path / "ready1"]
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(ready[i]), str(ready[1 - i]), *args], cwd=REPO,
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]
     assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
     dirs = sorted((logs / "train" / "runs").iterdir())
@@ -457,12 +505,21 @@ def test_two_runs_started_in_the_same_second_keep_both_results(run, tmp_path):
     assert len({d.name[:19] for d in dirs}) == 1, dirs  # they did start in the same second
 
 
-@pytest.mark.parametrize("name", ["../../escaped", "a/b", ".."])
-def test_task_name_that_is_not_a_plain_name_creates_nothing(tmp_path, name):
+@pytest.mark.parametrize("args", [["task_name=../../escaped"], ["-m", "task_name=fine,../../escaped"]])
+def test_task_name_that_is_not_a_plain_name_creates_nothing(tmp_path, args):
     logs = tmp_path / "deep" / "logs"
-    p = py("router_lab.train", f"task_name={name}", f"paths.log_dir={logs}", tmp=tmp_path)
+    p = py("router_lab.train", *args, f"paths.log_dir={logs}", tmp=tmp_path)
     one_error_line(p, "not usable as a directory name")
     assert not (tmp_path / "deep").exists() and not (tmp_path / "escaped").exists()
+
+
+@pytest.mark.parametrize("name", ["a/b", "..", ".", "", "-x", "a\\b", "../x"])
+def test_path_parts_refuse_separators_and_dots(name):
+    from router_lab.files import check_path_part
+
+    with pytest.raises(UserError, match="not usable as a directory name"):
+        check_path_part(name, "task_name")
+    assert check_path_part("train_v2.1", "task_name") == "train_v2.1"
 
 
 # ------------------------------------------------------------------ the family allow-list
