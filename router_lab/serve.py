@@ -289,9 +289,10 @@ def run_in_thread(app, host: str = "127.0.0.1", startup_timeout: float = 20.0) -
         sock.close()
 
 
-def loopback_upstream(name: str, delay: float = 0.0) -> FastAPI:
+def loopback_upstream(name: str, delay: float = 0.0, max_echo: int | None = None) -> FastAPI:
     """A stand-in OpenAI-compatible LLM for tests and benchmarks: answers
-    ``"<name> answered <model>: <last user message>"``, streaming it word by word on request."""
+    ``"<name> answered <model>: <last user message>"`` (its first ``max_echo`` characters),
+    streaming it word by word on request."""
     app = FastAPI()
 
     @app.post("/v1/chat/completions")
@@ -300,6 +301,8 @@ def loopback_upstream(name: str, delay: float = 0.0) -> FastAPI:
         if delay:
             await asyncio.sleep(delay)
         last = body["messages"][-1].get("content", "")
+        if max_echo is not None:
+            last = str(last)[:max_echo]
         text = f"{name} answered {body.get('model')}: {last}"
         auth = request.headers.get("authorization", "")
         base = {"id": f"cmpl-{name}", "created": 0, "model": body.get("model")}
