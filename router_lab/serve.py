@@ -21,8 +21,9 @@ the LLM, one that does not answer within ``timeout`` seconds -> 504; no free slo
 ``queue_timeout`` seconds (``max_concurrency`` requests in flight) -> 503. An upstream's
 ``retry-after`` (e.g. on its 429) is passed on to the client. The router reads at most the
 encoder's ``max_length`` tokens of a conversation and the text is cut to that window before
-it is tokenised (:meth:`Router._tokenize`), so a maximal request costs about what a normal
-one does (``benchmarks/proxy_big_request.py``). API keys come only from the environment variable named by the
+it is tokenised (:meth:`Router.window_text`), so a maximal request costs about what a normal
+one does; ``route_workers`` (default 2) routing passes run at once, so a short query does
+not queue behind a long one (``benchmarks/proxy_big_request.py``). API keys come only from the environment variable named by the
 route map's ``api_key_env`` and are never logged.
 """
 from __future__ import annotations
@@ -113,13 +114,15 @@ def decision_headers(d, model: str | None, forced: bool) -> dict[str, str]:
 
 
 def create_app(router: Router, max_concurrency: int = 32, timeout: float = 60.0, connect_timeout: float = 5.0,
-               queue_timeout: float = 30.0, max_body_mb: float = DEFAULT_MAX_BODY_MB) -> FastAPI:
+               queue_timeout: float = 30.0, max_body_mb: float = DEFAULT_MAX_BODY_MB,
+               route_workers: int = 2) -> FastAPI:
     """The proxy app over a loaded router (its route map gives the endpoints)."""
     max_body = int(max_body_mb * 2 ** 20)
     state: dict[str, Any] = {"in_flight": 0}
     slots = asyncio.Semaphore(max_concurrency)
-    # One routing forward pass at a time: torch already uses every core for one.
-    route_lock = threading.Lock()
+    # At most ``route_workers`` routing forward passes at a time (torch already uses every
+    # core for one); 2 lets a short query pass a long one instead of queueing behind it.
+    route_lock = threading.BoundedSemaphore(max(1, int(route_workers)))
     limits = httpx.Timeout(timeout, connect=connect_timeout)
 
     @contextlib.asynccontextmanager
@@ -340,6 +343,7 @@ class ServeOptions:
     timeout: Annotated[float, Field(gt=0)] = 60.0
     connect_timeout: Annotated[float, Field(gt=0)] = 5.0
     max_body_mb: Annotated[float, Field(gt=0)] = DEFAULT_MAX_BODY_MB  # larger request bodies get a 413
+    route_workers: Annotated[int, Field(ge=1)] = 2  # routing passes at once (a short query need not wait for a long one)
     threads: Annotated[int, Field(ge=0)] = 0
     quantize: str = ""       # int8: int8 dynamic quantisation of the encoder (CPU, ~2x faster)
     runtime: str = "torch"   # onnx: the encoder in ONNX Runtime (CPU; the fastest, see router_lab.onnx_runtime)
@@ -380,7 +384,7 @@ def serve(opts: ServeOptions) -> None:
     if missing:
         log.warning("no endpoint for %s: requests routed there get 502", missing)
     app = create_app(router, opts.max_concurrency, opts.timeout, opts.connect_timeout, opts.queue_timeout,
-                     max_body_mb=opts.max_body_mb)
+                     max_body_mb=opts.max_body_mb, route_workers=opts.route_workers)
     uvicorn.run(app, host=opts.host, port=opts.port, log_level="info")
 
 
