@@ -316,3 +316,31 @@ def test_interactive_bad_bytes_are_one_line_and_the_session_goes_on(ctx):
     n = run_interactive(Router.load(ctx["run"]), inp, out)
     errors = [l for l in out.getvalue().splitlines() if "error:" in l]
     assert n == 2 and len(errors) == 1 and "not valid UTF-8 (byte 0xff)" in errors[0], out.getvalue()
+
+
+# ---------------------------------------------------------------- the schemas accept every shipped config
+
+SHIPPED = ([[f"+experiment={p.stem}"] for p in sorted((REPO / "conf" / "experiment").glob("*.yaml"))]
+           + [[f"model={m}", f"trainer={t}"] for m in ("classifier", "routerdc", "rankrouter")
+              for t in ("cpu", "gpu", "ddp")]
+           + [[f"data={p.stem}"] for p in sorted((REPO / "conf" / "data").glob("*.yaml"))
+              if p.stem != "synthetic_generated"]
+           + [[f"debug={p.stem}"] for p in sorted((REPO / "conf" / "debug").glob("*.yaml"))]
+           + [[f"encoder={p.stem}"] for p in sorted((REPO / "conf" / "encoder").glob("*.yaml"))])
+
+
+@pytest.mark.parametrize("overrides", SHIPPED, ids=lambda o: " ".join(o))
+def test_every_shipped_train_config_passes_the_schema(overrides, tmp_path):
+    from conftest import compose
+    from router_lab.config_schema import TrainConfig, check_config
+
+    check_config(compose(overrides, output_dir=tmp_path), TrainConfig)
+
+
+def test_a_missing_mandatory_value_is_one_line(tmp_path):
+    from conftest import compose
+    from router_lab.config_schema import TrainConfig, check_config
+    from router_lab.errors import UserError
+
+    with pytest.raises(UserError, match=r"data\.train\.path: .*data\.path"):
+        check_config(compose(["data=synthetic_generated"], output_dir=tmp_path), TrainConfig)
