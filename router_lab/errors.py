@@ -152,11 +152,15 @@ def hydra_cli(config_name: str, schema: Any = None) -> Callable:
             try:
                 return hydra_main()
             except user_error_types() as e:  # e.g. from a Hydra callback, outside the task
+                if os.environ.get("ROUTER_LAB_TRACEBACK"):
+                    raise
                 _report(one_line(e))
             except Exception as e:
                 from hydra.errors import HydraException
                 from omegaconf.errors import OmegaConfBaseException
 
+                if os.environ.get("ROUTER_LAB_TRACEBACK"):
+                    raise
                 inst = _instantiation_error(e)
                 if inst is not None:
                     _report(inst)
