@@ -155,12 +155,12 @@ def test_fault_mode_loses_only_the_lost_route_and_counts_what_the_server_saw(tmp
     with LoopbackLLM(responder=pipeline_responder) as clean:
         run_synth(synth_cfg("arch_router", n_items=n, concurrency=4, **loopback_updates("openai", clean)),
                   tmp_path / "clean")
-    t0 = time.perf_counter()
+    # A Retry-After of a day (or an hour, as an HTTP date) is capped at max_delay_s (0.5 s here):
+    # uncapped, this run would not end (RetryPolicy.delay is checked in test_synth.py).
     with LoopbackLLM(responder=pipeline_responder, keyed_faults=FAULT_MIX, lose=lose) as srv:
         cfg = synth_cfg("arch_router", n_items=n, concurrency=4, **loopback_updates("openai", srv))
         s = run_synth(cfg, tmp_path / "faulty")
         seen, total, tokens = dict(srv.counts), srv.total, list(srv.tokens)
-    assert time.perf_counter() - t0 < 60  # a Retry-After of 86400 s or an hour's date is capped at max_delay_s
     assert all(seen.get(k) for k in FAULT_MIX), seen
     # The summary counts what the server saw: every retry and instructor's silent re-asks.
     assert s["requests_sent"] == total
