@@ -76,8 +76,8 @@ class ModelConfig(_Open):
     label_smoothing: Optional[float] = Field(default=None, ge=0.0, lt=1.0)
     confidence_threshold: Optional[float] = Field(default=None, ge=0.0, le=1.0)
     temperature: Optional[float] = Field(default=None, gt=0.0)
-    hidden_dim: Optional[int] = PositiveInt
-    projection_dim: Optional[int] = PositiveInt
+    hidden_dim: Optional[int] = Field(default=None, ge=0)  # 0: no hidden layer
+    projection_dim: Optional[int] = Field(default=None, ge=0)  # 0: no projection
     embedding_dim: Optional[int] = PositiveInt
     top_k: Optional[int] = PositiveInt
     num_clusters: Optional[int] = PositiveInt
@@ -113,10 +113,23 @@ def check_config(cfg: Any, schema: type[BaseModel]) -> BaseModel:
     """Validate a composed config (a DictConfig or a mapping) against ``schema``; one
     :class:`~router_lab.errors.UserError` line naming the key if a value is wrong."""
     from omegaconf import DictConfig, OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
 
     if isinstance(cfg, DictConfig):
-        # Interpolations resolved (``${encoder}``); mandatory ``???`` values stay as they are.
-        cfg = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+        # Only the groups the schema knows, interpolations resolved (``${encoder}``);
+        # mandatory ``???`` values stay as they are.
+        plain = {}
+        for name in schema.model_fields:
+            if name not in cfg:
+                continue
+            try:
+                node = cfg[name]
+                plain[name] = (OmegaConf.to_container(node, resolve=True, throw_on_missing=False)
+                               if OmegaConf.is_config(node) else node)
+            except OmegaConfBaseException as e:
+                key = getattr(e, "full_key", None) or name
+                raise UserError(f"{key}: {str(e).splitlines()[0]}") from None
+        cfg = plain
     try:
         return schema.model_validate(cfg)
     except ValidationError as e:

@@ -151,11 +151,20 @@ def hydra_cli(config_name: str, schema: Any = None) -> Callable:
             os.environ["HYDRA_FULL_ERROR"] = os.environ[_ONE_LINE_ENV] = "1"
             try:
                 return hydra_main()
+            except user_error_types() as e:  # e.g. from a Hydra callback, outside the task
+                if os.environ.get("ROUTER_LAB_TRACEBACK"):
+                    raise
+                _report(one_line(e))
             except Exception as e:
                 from hydra.errors import HydraException
                 from omegaconf.errors import OmegaConfBaseException
 
-                if not isinstance(e, (HydraException, OmegaConfBaseException)) or _instantiation_error(e) is not None:
+                if os.environ.get("ROUTER_LAB_TRACEBACK"):
+                    raise
+                inst = _instantiation_error(e)
+                if inst is not None:
+                    _report(inst)
+                if not isinstance(e, (HydraException, OmegaConfBaseException)):
                     raise
                 _report(_hydra_message(e))
             finally:

@@ -24,8 +24,9 @@ the LLM, one that does not answer within ``timeout`` seconds -> 504; no free slo
 ``queue_timeout`` seconds (``max_concurrency`` requests in flight) -> 503. An upstream's
 ``retry-after`` (e.g. on its 429) is passed on to the client. The router reads at most the
 encoder's ``max_length`` tokens of a conversation and the text is cut to that window before
-it is tokenised (:meth:`Router._tokenize`), so a maximal request costs about what a normal
-one does (``benchmarks/proxy_big_request.py``). API keys come only from the environment variable named by the
+it is tokenised (:meth:`Router.window_text`), so a maximal request costs about what a normal
+one does; ``route_workers`` (default 2) routing passes run at once, so a short query does
+not queue behind a long one (``benchmarks/proxy_big_request.py``). API keys come only from the environment variable named by the
 route map's ``api_key_env`` and are never logged.
 The endpoints come from ``route_map=YAML``; an export dir's own route map (its URLs and key
 variables) is used only with ``trust_export=true``. At start the proxy logs which endpoint
@@ -122,14 +123,16 @@ def decision_headers(d, model: str | None, forced: bool) -> dict[str, str]:
 
 
 def create_app(router: Router, max_concurrency: int = 32, timeout: float = 60.0, connect_timeout: float = 5.0,
-               queue_timeout: float = 30.0, max_body_mb: float = DEFAULT_MAX_BODY_MB) -> FastAPI:
+               queue_timeout: float = 30.0, max_body_mb: float = DEFAULT_MAX_BODY_MB,
+               route_workers: int = 2) -> FastAPI:
     """The proxy app over a loaded router (its route map gives the endpoints)."""
     check_label_routes(router)
     max_body = int(max_body_mb * 2 ** 20)
     state: dict[str, Any] = {"in_flight": 0}
     slots = asyncio.Semaphore(max_concurrency)
-    # One routing forward pass at a time: torch already uses every core for one.
-    route_lock = threading.Lock()
+    # At most ``route_workers`` routing forward passes at a time (torch already uses every
+    # core for one); 2 lets a short query pass a long one instead of queueing behind it.
+    route_lock = threading.BoundedSemaphore(max(1, int(route_workers)))
     limits = httpx.Timeout(timeout, connect=connect_timeout)
 
     @contextlib.asynccontextmanager
@@ -300,9 +303,10 @@ def run_in_thread(app, host: str = "127.0.0.1", startup_timeout: float = 20.0) -
         sock.close()
 
 
-def loopback_upstream(name: str, delay: float = 0.0) -> FastAPI:
+def loopback_upstream(name: str, delay: float = 0.0, max_echo: int | None = None) -> FastAPI:
     """A stand-in OpenAI-compatible LLM for tests and benchmarks: answers
-    ``"<name> answered <model>: <last user message>"``, streaming it word by word on request."""
+    ``"<name> answered <model>: <last user message>"`` (its first ``max_echo`` characters),
+    streaming it word by word on request."""
     app = FastAPI()
 
     @app.post("/v1/chat/completions")
@@ -311,6 +315,8 @@ def loopback_upstream(name: str, delay: float = 0.0) -> FastAPI:
         if delay:
             await asyncio.sleep(delay)
         last = body["messages"][-1].get("content", "")
+        if max_echo is not None:
+            last = str(last)[:max_echo]
         text = f"{name} answered {body.get('model')}: {last}"
         auth = request.headers.get("authorization", "")
         base = {"id": f"cmpl-{name}", "created": 0, "model": body.get("model")}
@@ -348,6 +354,7 @@ class ServeOptions:
     timeout: Annotated[float, Field(gt=0)] = 60.0
     connect_timeout: Annotated[float, Field(gt=0)] = 5.0
     max_body_mb: Annotated[float, Field(gt=0)] = DEFAULT_MAX_BODY_MB  # larger request bodies get a 413
+    route_workers: Annotated[int, Field(ge=1)] = 2  # routing passes at once (a short query need not wait for a long one)
     threads: Annotated[int, Field(ge=0)] = 0
     quantize: str = ""       # int8: int8 dynamic quantisation of the encoder (CPU, ~2x faster)
     runtime: str = "torch"   # onnx: the encoder in ONNX Runtime (CPU; the fastest, see router_lab.onnx_runtime)
@@ -425,7 +432,7 @@ def serve(opts: ServeOptions) -> None:
         log.warning("no endpoint for %s: requests routed there get 502", missing)
     log_endpoints(router)
     app = create_app(router, opts.max_concurrency, opts.timeout, opts.connect_timeout, opts.queue_timeout,
-                     max_body_mb=opts.max_body_mb)
+                     max_body_mb=opts.max_body_mb, route_workers=opts.route_workers)
     uvicorn.run(app, host=opts.host, port=opts.port, log_level="info")
 
 

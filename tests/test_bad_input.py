@@ -86,7 +86,7 @@ ROWS = [
     Row("router_lab.train", (*HYDRA, "seed=[1"), "seed=[1"),
     Row("router_lab.train", (*HYDRA, "+data.bogus=1"), "unexpected keyword argument 'bogus'"),
     Row("router_lab.train", (*HYDRA, "data=files", "data.train.path={file:inf_costs.jsonl}",
-                     "+data.train.columns.costs=costs"), "expected a finite number"),
+                     "+data.train.columns.costs=costs"), "not NaN or infinite"),
     Row("router_lab.train", (*HYDRA, "data=files", "data.train.path={file:big_score.jsonl}",
                      "data.train.score_type=multi_attempt"), "in [0, 1]"),
     Row("router_lab.train", (*HYDRA, "data=files", "data.train.path={tmp}/missing.jsonl"), "missing.jsonl"),
@@ -128,7 +128,7 @@ ROWS = [
         "is a directory"),
     Row("router_lab.route", ("router={run}", "mode=batch", "input={file:queries.jsonl}",
                              "output={tmp}/o.jsonl", "on_error=maybe"), "on_error"),
-    Row("router_lab.route", ("router={run}", "mode=evaluate", "data={file:inf_costs.jsonl}"), "finite number"),
+    Row("router_lab.route", ("router={run}", "mode=evaluate", "data={file:inf_costs.jsonl}"), "not NaN or infinite"),
     Row("router_lab.route", ("router={run}", "mode=evaluate", "data={file:big_score.jsonl}"), "in [0, 1]"),
     Row("router_lab.route", ("router={run}", "mode=evaluate", "data={file:nan_score.jsonl}"), "no score for LLM"),
     # ---- export, calibrate, report, serve
@@ -273,3 +273,74 @@ def test_router_load_missing_path_is_one_line(tmp_path):
 
     with pytest.raises(UserError, match="no such file"):
         Router.load(tmp_path / "nope")
+
+
+# ---------------------------------------------------------------- batch and interactive: bad lines, good ones kept
+
+def test_batch_skips_bad_lines_with_one_error_each_and_keeps_the_good_ones(ctx, tmp_path, capfd):
+    good = [{"id": "g1", "query": "What is 2+2?"},
+            {"id": "g2", "messages": [{"role": "user", "content": [{"type": "text", "text": "Translate hello"}]}]}]
+    lines = [json.dumps(good[0]).encode(),
+             json.dumps({"id": "b1", "messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}]}).encode(),
+             json.dumps({"id": "b2", "messages": [{"role": "user", "content": [{"type": "text", "text": None}]}]}).encode(),
+             b'{"id": "b3", "query": "caf\xe9 \xff"}',  # Latin-1 bytes: not UTF-8
+             b"[" * 50_000 + b"]" * 50_000,
+             json.dumps(good[1]).encode()]
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(b"\n".join(lines) + b"\n")
+    out = tmp_path / "out.jsonl"
+    code, err = run_in_process("router_lab.route", [f"router={ctx['run']}", "mode=batch", f"input={src}",
+                                                    f"output={out}"], capfd)
+    assert code == 0 and "Traceback" not in err, err[-3000:]
+    errors = [l for l in err.splitlines() if l.startswith("error:")]
+    assert len(errors) == 4, errors
+    by_line = {int(l.split("line ")[1].split(":")[0]): l for l in errors}
+    assert "messages[0].content[0].text is 5" in by_line[2] and "content[0].text is null" in by_line[3]
+    assert "not valid UTF-8 (byte 0xe9" in by_line[4] and "nested too deeply" in by_line[5]
+    routed = [json.loads(l) for l in out.read_text().splitlines()]
+    assert [r["id"] for r in routed] == ["g1", "g2"] and [r["line"] for r in routed] == [1, 6]
+
+
+def test_interactive_bad_bytes_are_one_line_and_the_session_goes_on(ctx):
+    import io
+
+    from router_lab.api import Router
+    from router_lab.route import run_interactive
+
+    class Stdin(io.TextIOWrapper):
+        def isatty(self) -> bool:
+            return False
+
+    inp = Stdin(io.BytesIO(b"What is 2+2?\n\xff\xfe broken\nTranslate hello\n"), encoding="utf-8")
+    out = io.StringIO()
+    n = run_interactive(Router.load(ctx["run"]), inp, out)
+    errors = [l for l in out.getvalue().splitlines() if "error:" in l]
+    assert n == 2 and len(errors) == 1 and "not valid UTF-8 (byte 0xff)" in errors[0], out.getvalue()
+
+
+# ---------------------------------------------------------------- the schemas accept every shipped config
+
+SHIPPED = ([[f"+experiment={p.stem}"] for p in sorted((REPO / "conf" / "experiment").glob("*.yaml"))]
+           + [[f"model={m}", f"trainer={t}"] for m in ("classifier", "routerdc", "rankrouter")
+              for t in ("cpu", "gpu", "ddp")]
+           + [[f"data={p.stem}"] for p in sorted((REPO / "conf" / "data").glob("*.yaml"))
+              if p.stem != "synthetic_generated"]
+           + [[f"debug={p.stem}"] for p in sorted((REPO / "conf" / "debug").glob("*.yaml"))]
+           + [[f"encoder={p.stem}"] for p in sorted((REPO / "conf" / "encoder").glob("*.yaml"))])
+
+
+@pytest.mark.parametrize("overrides", SHIPPED, ids=lambda o: " ".join(o))
+def test_every_shipped_train_config_passes_the_schema(overrides, tmp_path):
+    from conftest import compose
+    from router_lab.config_schema import TrainConfig, check_config
+
+    check_config(compose(overrides, output_dir=tmp_path), TrainConfig)
+
+
+def test_a_missing_mandatory_value_is_one_line(tmp_path):
+    from conftest import compose
+    from router_lab.config_schema import TrainConfig, check_config
+    from router_lab.errors import UserError
+
+    with pytest.raises(UserError, match=r"data\.train\.path: .*data\.path"):
+        check_config(compose(["data=synthetic_generated"], output_dir=tmp_path), TrainConfig)

@@ -104,14 +104,14 @@ def check_scores(
         if not _is_nonneg_number(v) or bounded and float(v) > 1.0:
             raise DataError(
                 f"{where}: record {record.id!r} score for {k!r} is {v!r}; expected a "
-                + ("fraction in [0, 1] (score_type multi_attempt)" if bounded else "finite number >= 0")
+                + ("fraction in [0, 1] (score_type multi_attempt)" if bounded else "number >= 0 (not NaN or infinite)")
             )
     if record.costs:
         for k, v in record.costs.items():
             if k not in llm_names:
                 raise DataError(f"{where}: record {record.id!r} has a cost for unknown LLM {k!r}")
             if not _is_nonneg_number(v):
-                raise DataError(f"{where}: record {record.id!r} cost for {k!r} is {v!r}; expected a finite number >= 0")
+                raise DataError(f"{where}: record {record.id!r} cost for {k!r} is {v!r}; expected a number >= 0 (not NaN or infinite)")
 
 
 def _is_nonneg_number(v: object) -> bool:

@@ -314,7 +314,9 @@ class LLMClient:
         self._rng = random.Random(seed)
         self.on_event = on_event or (lambda kind: None)
         self.shared: dict[str, dict] = {}  # per-run work shared between items (e.g. scoring by query content)
-        self._got_through = bool(len(cache)) or bool(sum(self.stats.status.values()))
+        # Whether any request reached the server in this session: a resumed run against a
+        # server that is down stops at once instead of logging its items as rejected.
+        self._got_through = False
         # A backend that speaks HTTP reports each request it sends and each answer it gets.
         if hasattr(backend, "on_http"):
             backend.on_http = self._event
