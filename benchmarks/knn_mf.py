@@ -95,8 +95,10 @@ def main() -> None:
     ap.add_argument("--weightings", nargs="+", default=["uniform", "distance"])
     ap.add_argument("--overrides", nargs="*", default=[])
     ap.add_argument("--reuse", action="store_true")
+    ap.add_argument("--tag", default="", help="suffix of the output folder (a variant's runs)")
+    ap.add_argument("--skip-mf", action="store_true")
     args = ap.parse_args()
-    out_root = REPO / "outputs" / "benchmarks" / "knn_mf" / f"{args.data}_{args.encoder}"
+    out_root = REPO / "outputs" / "benchmarks" / "knn_mf" / f"{args.data}_{args.encoder}{args.tag}"
     base = [*DATA[args.data], f"encoder={args.encoder}", "encoder.frozen=true", *args.overrides]
     t0 = time.perf_counter()
 
@@ -106,7 +108,8 @@ def main() -> None:
             grid[(k, w)] = run(f"knn_k{k}_{w}", [*base, "model=knn", f"model.k={k}", f"model.weighting={w}",
                                                  f"seed={args.seeds[0]}"], out_root, args.reuse)
     best = max(grid, key=lambda kw: grid[kw]["val/score_best"])
-    mf = [run(f"mf_seed{s}", [*base, "model=mf", f"seed={s}"], out_root, args.reuse) for s in args.seeds]
+    mf = [] if args.skip_mf else [run(f"mf_seed{s}", [*base, "model=mf", f"seed={s}"], out_root, args.reuse)
+                                  for s in args.seeds]
 
     print(f"\n{args.data}, frozen {args.encoder}; {machine()}; {time.perf_counter() - t0:.0f} s in all")
     print("\nkNN grid (selection by validation acc_predict; test shown, not used):\n")
@@ -118,7 +121,7 @@ def main() -> None:
               f"{pct(m, 'avg_out_of_distribution/router/acc_predict'):.2f} |")
 
     knn = grid[best]
-    ref = mf[0]
+    ref = mf[0] if mf else knn
     names = SPLIT2_ORDER if args.data == "split2" else sorted(
         {k.split("/")[0] for k in ref if k.endswith("/router/acc_predict")}, key=lambda s: (s.startswith("avg"), s))
     names = [(n, n) if isinstance(n, str) else n for n in names]
@@ -130,7 +133,7 @@ def main() -> None:
             continue
         bold = "**" if key.startswith("avg_") else ""
         cells = [f"{pct(knn, f'{key}/router/acc_predict'):.2f}",
-                 mean_std([pct(m, f"{key}/router/acc_predict") for m in mf])]
+                 mean_std([pct(m, f"{key}/router/acc_predict") for m in mf]) if mf else ""]
         cells += [f"{pct(ref, f'{key}/{b}/acc_predict'):.2f}" for b in BASELINES]
         print(f"| {bold}{label}{bold} | " + " | ".join(f"{bold}{c}{bold}" if i < 2 else c for i, c in enumerate(cells))
               + " |")

@@ -70,7 +70,7 @@ def raises_naming(*parts: str):
 
 
 def test_registry_names():
-    assert sorted(LOADERS) == sorted(["routerdc", "clinc150", "table", "records", "hf_disk", "routerbench", "arena"])
+    assert sorted(LOADERS) == sorted(["routerdc", "clinc150", "table", "records", "hf_disk", "routerbench", "arena", "llmrouter"])
     assert get_loader("routerdc") is load_routerdc_json
     with raises_naming("'nope'", "routerdc"):
         get_loader("nope")
