@@ -151,6 +151,9 @@ def generate(cfg: DictConfig) -> dict:
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="clusters")
 def main(cfg: DictConfig) -> None:
+    from router_lab import console
+
+    console.configure(bool((cfg.get("extras") or {}).get("verbose", False)))
     run_main(generate, cfg)
 
 

@@ -64,6 +64,9 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict:
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="eval")
 def main(cfg: DictConfig) -> None:
+    from router_lab import console
+
+    console.configure(bool((cfg.get("extras") or {}).get("verbose", False)))
     run_main(evaluate_checkpoint, cfg)
 
 
