@@ -227,6 +227,8 @@ def main(argv: list[str]) -> int:
             if l.status == "RUN" and "--list" not in argv and (only is None or only in l.text):
                 print(f"running {l.doc}:{l.lineno}: {l.text[:100]}", file=sys.stderr, flush=True)
                 runner.run(l)
+                print(f"  {l.status} in {l.seconds:.0f}s" + (f": {l.why}" if l.status == "FAIL" else ""),
+                      file=sys.stderr, flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     width = max(len(f"{l.doc}:{l.lineno}") for l in lines)
