@@ -2,7 +2,7 @@
 
     python experiments/check_docs.py            # list and run them; a table of PASS / FAIL / NEEDS / SKIP
     python experiments/check_docs.py --list     # only classify (no runs): what would run, what needs what
-    python experiments/check_docs.py --only route    # run the lines containing "route"
+    python experiments/check_docs.py --only route    # run the lines containing "route" (repeatable)
 
 A command line is a line of a ```bash / ```sh / plain ``` block starting with ``python``,
 ``bash`` or ``pip`` (``ENV=value`` prefixes allowed; ``\\`` continuations joined). Each one is
@@ -112,11 +112,22 @@ class Runner:
         self.run_dir: Path | None = None  # a default-router run
         self.sweep_dir: Path | None = None
         self.export_dir = ROOT / "outputs" / "export" / "r"
+        self._synth_run: Path | None = None
         self.n = 0
 
     def env(self) -> dict:
         return os.environ | {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
                              "WANDB_MODE": "offline", "PYTHONPATH": str(ROOT)}
+
+    def synth_run(self) -> Path:
+        """A run of the default synth recipe (what the README's resume / train lines mean by <run>)."""
+        if self._synth_run is None:
+            runs = ROOT / "outputs" / "synth" / "runs"
+            before = set(runs.glob("*")) if runs.is_dir() else set()
+            self.call(["python", "-m", "router_lab.synth", "synth.n_items=6"], self.env())
+            new = sorted(set(runs.glob("*")) - before)
+            self._synth_run = new[-1]
+        return self._synth_run
 
     def default_run(self) -> Path:
         if self.run_dir is None:
@@ -147,8 +158,7 @@ class Runner:
                 continue
             w = w.replace("outputs/export/my_router", str(self.export_dir))
             if "outputs/synth/runs/<run>" in w:
-                runs = sorted((ROOT / "outputs" / "synth" / "runs").glob("*"))
-                w = w.replace("outputs/synth/runs/<run>", str(runs[-1] if runs else "none"))
+                w = w.replace("outputs/synth/runs/<run>", str(self.synth_run()))
             w = w.replace("outputs/train/runs/<run>", "<run>")
             if "<run>" in w:
                 w = w.replace("<run>", str(self.default_run()))
@@ -216,7 +226,7 @@ class Runner:
 
 
 def main(argv: list[str]) -> int:
-    only = argv[argv.index("--only") + 1] if "--only" in argv else None
+    only = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--only"] or None
     lines = [l for doc in DOCS for l in command_lines(doc)]
     for l in lines:
         classify(l)
@@ -224,9 +234,11 @@ def main(argv: list[str]) -> int:
     runner = Runner(tmp)
     try:
         for l in lines:
-            if l.status == "RUN" and "--list" not in argv and (only is None or only in l.text):
+            if l.status == "RUN" and "--list" not in argv and (only is None or any(o in l.text for o in only)):
                 print(f"running {l.doc}:{l.lineno}: {l.text[:100]}", file=sys.stderr, flush=True)
                 runner.run(l)
+                print(f"  {l.status} in {l.seconds:.0f}s" + (f": {l.why}" if l.status == "FAIL" else ""),
+                      file=sys.stderr, flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     width = max(len(f"{l.doc}:{l.lineno}") for l in lines)

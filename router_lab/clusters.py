@@ -147,6 +147,9 @@ def generate(cfg: DictConfig) -> dict:
 
 @hydra_cli("clusters", schema=ClustersConfig)
 def main(cfg: DictConfig) -> None:
+    from router_lab import console
+
+    console.configure(bool((cfg.get("extras") or {}).get("verbose", False)))
     run_main(generate, cfg)
 
 

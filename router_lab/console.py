@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 
-QUIET_LOGGERS = ("lightning.pytorch", "lightning.fabric", "optuna", "hydra_plugins.hydra_optuna_sweeper")
+QUIET_LOGGERS = ("lightning.pytorch", "lightning.fabric", "optuna")
 
 
 def configure(verbose: bool = False) -> None:
@@ -38,3 +38,30 @@ def configure(verbose: bool = False) -> None:
         pass
     if "optuna" in sys.modules:  # a sweep (the sweeper imported it): no per-trial info lines
         sys.modules["optuna"].logging.set_verbosity(sys.modules["optuna"].logging.WARNING)
+
+
+try:
+    from hydra.experimental.callback import Callback
+except ImportError:  # pragma: no cover
+    Callback = object
+
+
+class QuietOptuna(Callback):
+    """Hydra callback (conf/hparams_search/optuna.yaml): before the sweeper imports Optuna and
+    creates its study, set Optuna's logger to WARNING (its import resets it to INFO, so a
+    logging config alone can't) and silence the alembic plugin-setup lines it pulls in. The
+    sweeper's own summary (study, sampler, best parameters and value) stays."""
+
+    def __init__(self, verbose: bool = False):
+        self.verbose = verbose
+
+    def on_multirun_start(self, config, **kwargs) -> None:
+        if self.verbose:
+            return
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+        try:
+            import optuna
+        except ImportError:  # pragma: no cover
+            return
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+

@@ -47,6 +47,9 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict:
 
 @hydra_cli("eval", schema=EvalConfig)
 def main(cfg: DictConfig) -> None:
+    from router_lab import console
+
+    console.configure(bool((cfg.get("extras") or {}).get("verbose", False)))
     run_main(evaluate_checkpoint, cfg)
 
 

@@ -134,13 +134,17 @@ def test_evaluate_scores_and_labels_write_report_and_png(run, tmp_path, capsys):
     assert m["accuracy"] == m["acc"]  # score data: "chose a best LLM"
     assert (tmp_path / "eval" / "confusion.png").stat().st_size > 1000
     report = (tmp_path / "eval" / "report.txt").read_text()
-    assert "per-class report" in report and "confusion matrix" in report and "acc_predict=" in out
+    assert "per-class report" in report and "confusion matrix" in report
+    # each metric on its own labelled line, so the two accuracies can't be confused
+    lines = {l.split()[0]: l for l in out.splitlines() if l.strip()}
+    assert "mean score of the chosen LLM" in lines["acc_predict"]
+    assert "best-scoring LLM" in lines["acc"] and not any(l.startswith("accuracy") for l in out.splitlines())
 
     # label-only data: category accuracy (the synthetic classifier's categories are its LLMs)
     rows = [{"query": r.query, "label": "frontier-xl" if i % 2 else "tiny-chat-1b"} for i, r in enumerate(recs[:20])]
     labelled = write_lines(tmp_path / "labels.jsonl", [json.dumps(r) for r in rows])
     code, out, _ = cli(capsys, f"router={run}", "mode=evaluate", f"data={labelled}", f"out={tmp_path / 'eval2'}")
-    assert code == 0 and "accuracy (top-1 category" in out
+    assert code == 0 and "accuracy (category)" in out and "predicted category == the record's label" in out
 
 
 def test_interactive_loop_ends_on_eof_and_ctrl_c(run):
