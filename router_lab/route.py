@@ -408,9 +408,9 @@ SUMMARY_LABELS = {
     "acc": "share of queries routed to a best-scoring LLM (ties count)",
     "cost": "mean cost per query",
     "fallback_rate": "share of queries sent to the fallback",
-    "in_scope_accuracy": "in-scope queries given their right category (not out of scope)",
-    "oos_recall": "out-of-scope queries flagged out of scope",
-    "oos_precision": "flagged queries that are out of scope",
+    "in_scope_accuracy": "in-scope accuracy: right category and not flagged out of scope",
+    "oos_recall": "out-of-scope recall: out-of-scope queries flagged",
+    "oos_precision": "out-of-scope precision: flagged queries that are out of scope",
 }
 
 

@@ -132,6 +132,6 @@ def test_scores_outside_zero_one_need_the_pairwise_loss(tmp_path, cfg_factory, c
     rows = [{"query": f"question {i} about {t}", "task": t, "scores": {"a": float(i % 7), "b": 3.0}}
             for i in range(40) for t in ("math", "code")]
     path = write_table(tmp_path / "train.jsonl", rows)
-    cfg = cfg_factory(["model=mf", "data=files", f"data.train.path={path}", "data.train.score_type=multi_attempt",
+    cfg = cfg_factory(["model=mf", "data=files", f"data.train.path={path}", "data.train.score_type=probability",
                        "trainer.max_epochs=1"])
     assert "model.loss=pairwise" in run_failing(cfg, capsys)
