@@ -3,13 +3,14 @@ recall on held-out data, the threshold chosen on validation data only.
 
     python benchmarks/clinc150_oos.py                      # intent and domain, target recalls 0.5 0.75 0.9
     python benchmarks/clinc150_oos.py intent 0.9           # one label set, one target recall
+    python benchmarks/clinc150_oos.py domain epochs=12     # at most 12 training epochs (default 30)
 
 Needs ``<data_dir>/clinc150/`` (the ``data_full`` train/val/oos_train/oos_val file). Its
 test split is not there, so the held-out test is built from what is:
 
 - train: ``train`` minus a seeded 20 % carved out per domain (``data.test=null``: the
-  datamodule's stratified split), frozen MiniLM, 512-unit head, <= 30 epochs, early
-  stopping and checkpoint selection on ``val``;
+  datamodule's stratified split), frozen MiniLM, 512-unit head, <= 30 epochs (``epochs=N``),
+  early stopping (patience 5) and checkpoint selection on ``val``;
 - threshold: ``python -m router_lab.calibrate ... target_oos_recall=R`` on ``val`` + ``oos_val``
   (the clinc150 loader with ``include_oos``) for the highest target R; the other targets' thresholds
   come from the same validation curve (``calibration.json``, ``calibrate.choose_threshold``);
@@ -36,6 +37,7 @@ from _common import REPO, machine, train_run
 args_ = sys.argv[1:]
 labels = [a for a in args_ if a in ("domain", "intent")] or ["intent", "domain"]
 targets = [float(a) for a in args_ if a.replace(".", "", 1).isdigit()] or [0.5, 0.75, 0.9]
+epochs = next((int(a.split("=", 1)[1]) for a in args_ if a.startswith("epochs=")), 30)
 data_dir = Path(os.environ.get("ROUTER_LAB_DATA_DIR", REPO.parent / "shared" / "data"))
 clinc = data_dir / "clinc150" / "clinc150_train_val.json"
 if not clinc.is_file():
@@ -67,7 +69,7 @@ for label in labels:
     else:
         wall, _, _ = train_run(
             ["data=clinc150", "data.test=null", f"data.train.label={label}", f"data.val.label={label}",
-             "logger=none", "trainer.max_epochs=30", "callbacks.early_stopping.patience=5", "model.hidden_dim=512"],
+             "logger=none", f"trainer.max_epochs={epochs}", "callbacks.early_stopping.patience=5", "model.hidden_dim=512"],
             run)
         print(f"{label}: trained in {wall:.0f} s", flush=True)
     train_m = json.loads((run / "metrics.json").read_text())
