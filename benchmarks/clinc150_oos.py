@@ -96,8 +96,8 @@ for label in labels:
     chosen = {r: choose_threshold(val_curve, r) for r in sorted(targets)}
     test = threshold_sweep(router, in_scope + oos, thresholds=[0.0, *(p["threshold"] for p in chosen.values())])
     # the CLI's evaluate (calibrated router) and the sweep (same threshold) agree
-    assert abs(test[-1]["oos_recall"] - ev["oos_recall"]) < 1e-9, (test[-1], ev)
-    assert abs(test[-1]["in_scope_accuracy"] - ev["in_scope_accuracy"]) < 1e-9, (test[-1], ev)
+    assert abs(test[-1]["oos_recall"] - ev["oos_recall"]) < 1e-6, (test[-1], ev)
+    assert abs(test[-1]["in_scope_accuracy"] - ev["in_scope_accuracy"]) < 1e-6, (test[-1], ev)
     rows.append((label, "none", 0.0, val_curve[0]["in_scope_accuracy"], val_curve[0]["oos_recall"],
                  test[0]["in_scope_accuracy"], test[0]["oos_recall"]))
     for (r, v), t in zip(chosen.items(), test[1:]):

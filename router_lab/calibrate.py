@@ -117,8 +117,8 @@ def threshold_sweep(router: Router, records, thresholds: Sequence[float] | None 
         d = router.apply_policy(raw, dataclasses.replace(router.policy, confidence_threshold=t))
         fb, cat = d["fallback"].cpu(), d["category"].cpu()
         curve.append({"threshold": float(t),
-                      "in_scope_accuracy": float(((cat == true) & ~fb)[inside].float().mean()),
-                      "oos_recall": float(fb[outside].float().mean()), "fallback_rate": float(fb.float().mean())})
+                      "in_scope_accuracy": float(((cat == true) & ~fb)[inside].double().mean()),
+                      "oos_recall": float(fb[outside].double().mean()), "fallback_rate": float(fb.double().mean())})
     return curve
 
 
