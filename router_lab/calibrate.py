@@ -82,9 +82,11 @@ def sweep(router: Router, records, lambdas: Sequence[float] | None = None, batch
     return curve
 
 
-def threshold_sweep(router: Router, records, batch_size: int = 256) -> list[dict]:
+def threshold_sweep(router: Router, records, thresholds: Sequence[float] | None = None,
+                    batch_size: int = 256) -> list[dict]:
     """[{threshold, in_scope_accuracy, oos_recall, fallback_rate}] of a category router on
-    labelled records (labels it does not know = out of scope), see the module docstring."""
+    labelled records (labels it does not know = out of scope), routed once; ``thresholds``
+    default to no threshold and the candidates of the module docstring."""
     if not router.label_router:
         raise UserError(f"target_oos_recall calibrates a category router trained on labels; {router.target} "
                         "(trained on scores) calibrates cost_lambda with target_cost= or target_quality=")
@@ -105,14 +107,14 @@ def threshold_sweep(router: Router, records, batch_size: int = 256) -> list[dict
     outside = torch.tensor([bool(l) and l not in known for l in labels])
     true = torch.tensor([router.categories.index(l) if l in known else -1 for l in labels])
     oos_conf = sorted(set(raw["confidence"][outside].float().tolist()) | {0.0, 1.0})
-    candidates = [0.0, *((a + b) / 2 for a, b in zip(oos_conf, oos_conf[1:]))]
+    candidates = thresholds if thresholds is not None else [0.0, *((a + b) / 2 for a, b in zip(oos_conf, oos_conf[1:]))]
     curve = []
     for t in candidates:
         d = router.apply_policy(raw, dataclasses.replace(router.policy, confidence_threshold=t))
         fb, cat = d["fallback"].cpu(), d["category"].cpu()
         curve.append({"threshold": float(t),
-                      "in_scope_accuracy": float(((cat == true) & ~fb)[inside].float().mean()),
-                      "oos_recall": float(fb[outside].float().mean()), "fallback_rate": float(fb.float().mean())})
+                      "in_scope_accuracy": float(((cat == true) & ~fb)[inside].double().mean()),
+                      "oos_recall": float(fb[outside].double().mean()), "fallback_rate": float(fb.double().mean())})
     return curve
 
 

@@ -93,7 +93,9 @@ def parse_options(argv: list[str], cls: type, doc: str | None = None):
     for arg in argv:
         if arg in ("-h", "--help", "help"):
             print((doc or "").strip())
-            print("\noptions: " + ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(cls)))
+            print("\noptions: " + ", ".join(
+                f"{f.name[:-5]}.ARG=..." if f.name.endswith("_args") else f"{f.name}={f.default!r}"
+                for f in dataclasses.fields(cls)))
             sys.exit(0)
         key, eq, value = arg.partition("=")
         key = key.lstrip("+").strip()
