@@ -37,7 +37,7 @@ from router_lab.losses import (
     sample_llm_contrastive_loss,
     task_contrastive_loss,
 )
-from router_lab.policy import choose_llm
+from router_lab.policy import choose_llm, fit_platt
 from router_lab.models.common import (
     RouterModule,
     adamw_with_warmup,
@@ -167,29 +167,11 @@ class RouterDC(RouterModule):
 
     @torch.no_grad()
     def fit_calibration(self, logits: torch.Tensor, scores: torch.Tensor, mask: torch.Tensor) -> None:
-        """Platt scaling per LLM on held-out rows: sigmoid(a_j * log share_j + b_j) against the
-        effective score (a_j >= 0 keeps it monotone in the router's preference; a small L2 on
-        a_j keeps separable LLMs finite)."""
-        x = logits.float().log_softmax(-1).detach()
-        y, m = scores.float().clamp(0, 1), mask.bool() & ~scores.isnan()
-        if not m.any():
-            return
-        alpha = torch.zeros(x.shape[1], requires_grad=True)
-        b = torch.zeros(x.shape[1], requires_grad=True)
-        opt = torch.optim.LBFGS([alpha, b], max_iter=100, line_search_fn="strong_wolfe")
-
-        def closure():
-            opt.zero_grad()
-            with torch.enable_grad():
-                a = F.softplus(alpha)
-                z = a * x + b
-                loss = F.binary_cross_entropy_with_logits(z[m], torch.nan_to_num(y)[m]) + 1e-3 * (a ** 2).mean()
-                loss.backward()
-            return loss
-
-        opt.step(closure)
-        self.calib_a.copy_(F.softplus(alpha.detach()))
-        self.calib_b.copy_(b.detach())
+        """Fit ``calib_*`` on held-out rows: ``policy.fit_platt`` of the log share against the
+        effective score."""
+        a, b = fit_platt(logits.float().log_softmax(-1), scores, mask)
+        self.calib_a.copy_(a)
+        self.calib_b.copy_(b)
         self.calib_fitted.fill_(True)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
