@@ -37,7 +37,6 @@ from router_lab.losses import (
     sample_llm_contrastive_loss,
     task_contrastive_loss,
 )
-from router_lab.policy import choose_llm, fit_platt
 from router_lab.models.common import (
     RouterModule,
     adamw_with_warmup,
@@ -46,6 +45,7 @@ from router_lab.models.common import (
     mlp,
     total_training_steps,
 )
+from router_lab.policy import choose_llm, fit_platt
 
 SIMILARITIES = ("cos", "dot")
 LR_SCHEDULES = ("constant", "linear")
