@@ -254,8 +254,16 @@ def main() -> None:
               f"| {r['distinct_strip']} |")
     if args.inputs_only:
         return
-    results = [run_one(f, s, args.prompt, args.data_dir, out_root, args.overrides) for f in args.families
-               for s in args.seeds]
+    results = []
+    for f in args.families:
+        for s in args.seeds:
+            # Each run's result is kept on disk as it finishes; a re-run with the same settings reuses it.
+            done = out_root / f"result_{args.prompt}_{f}_seed{s}.json"
+            if done.exists():
+                results.append(json.loads(done.read_text()))
+                continue
+            results.append(run_one(f, s, args.prompt, args.data_dir, out_root, args.overrides))
+            done.write_text(json.dumps(results[-1], default=lambda o: o.item() if hasattr(o, "item") else str(o)))
     r0 = results[0]
     print(f"\nsplit sizes: train {r0['sizes']['train']}, val {r0['sizes']['val']}, test {r0['sizes']['test']}")
     for split in ("val", "test"):

@@ -66,6 +66,17 @@ def sweep(out: Mapping[str, np.ndarray], lambdas: Sequence[float] | None = None)
     }
 
 
+def _dense(hull: Mapping[str, Sequence[float]], per_segment: int = 40) -> tuple[np.ndarray, np.ndarray]:
+    """A hull's points with each segment sampled linearly in cost, so that on a log axis the
+    line drawn is the hull itself (a random mix of the two end points), not a log-space chord."""
+    c, q = np.asarray(hull["cost"], float), np.asarray(hull["quality"], float)
+    if c.size < 2:
+        return c, q
+    xs = np.concatenate([np.linspace(c[i], c[i + 1], per_segment, endpoint=False) for i in range(c.size - 1)]
+                        + [c[-1:]])
+    return xs, np.interp(xs, c, q)
+
+
 def plot(results: Mapping[str, dict], path: str | Path, llm_names: Sequence[str] | None = None,
          title: str | None = None) -> Path:
     """One panel per test set on a log cost axis: the router's lambda points and hull, the
@@ -81,21 +92,20 @@ def plot(results: Mapping[str, dict], path: str | Path, llm_names: Sequence[str]
     rows = (len(names) + cols - 1) // cols
     n_llms = max(len(r["llms"]) for r in results.values())
     labels = [str(llm_names[j]) if llm_names and j < len(llm_names) else f"LLM {j}" for j in range(n_llms)]
-    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols + 3.2, 4.0 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols + 3.2, 4.9 * rows), squeeze=False)
     for ax, name in zip(axes.flat, names):
         r = results[name]
         lo, hi = r.get("cost_range", (None, None))
         pts = [p for p in r["curve"] if p["cost"] > 0]
         ax.scatter([p["cost"] for p in pts], [p["quality"] for p in pts], s=9, c="C0", alpha=0.5, zorder=2)
-        ax.plot(r["hull"]["cost"], r["hull"]["quality"], c="C0", lw=1.8, zorder=3,
-                label=f"router hull (AIQ {r['aiq']:.3f})")
+        ax.plot(*_dense(r["hull"]), c="C0", lw=1.8, zorder=3, label=f"router hull (AIQ {r['aiq']:.3f})")
         sh = r.get("single_llm_hull")
         if sh:
-            ax.plot(sh["cost"], sh["quality"], c="C3", lw=1.2, ls="--", zorder=2,
+            ax.plot(*_dense(sh), c="C3", lw=1.2, ls="--", zorder=2,
                     label=f"single-LLM hull (AIQ {r['zero_router_aiq']:.3f})")
         for p in r["llms"]:
-            ax.scatter([p["cost"]], [p["quality"]], marker="o", s=70, c="white", edgecolors="C3", zorder=4)
-            ax.annotate(str(p["index"] + 1), (p["cost"], p["quality"]), ha="center", va="center", fontsize=6,
+            ax.scatter([p["cost"]], [p["quality"]], marker="o", s=120, c="white", edgecolors="C3", zorder=4)
+            ax.annotate(str(p["index"] + 1), (p["cost"], p["quality"]), ha="center", va="center", fontsize=7,
                         color="C3", zorder=5)
         ax.set_xscale("log")
         if lo is not None:
@@ -104,7 +114,8 @@ def plot(results: Mapping[str, dict], path: str | Path, llm_names: Sequence[str]
         ax.set_xlabel("mean cost per query (log scale)")
         ax.set_ylabel("acc_predict")
         ax.grid(True, which="major", lw=0.3, alpha=0.6)
-        ax.legend(fontsize=7, loc="lower right", framealpha=0.9)
+        # Below the panel, so that it hides no point.
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=1, frameon=False)
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
     key = "\n".join(f"{j + 1:>2}  {lab}" for j, lab in enumerate(labels))

@@ -120,3 +120,35 @@ def lambda_grid(costs: Sequence[float] | np.ndarray, points_per_decade: int = GR
     lo, hi = GRID_DECADES
     n = int(round((hi - lo) * points_per_decade)) + 1
     return [0.0, *(scale * np.logspace(lo, hi, n)).tolist(), math.inf]
+
+
+def fit_platt(features, targets, mask=None, l2: float = 1e-3):
+    """Per-LLM Platt scaling: (a, b), each (L,), with ``sigmoid(a_j * features_j + b_j)`` fitted
+    to ``targets`` (B, L) in [0, 1] by cross-entropy over the rows ``mask`` keeps (and that are
+    not NaN). ``a_j >= 0`` keeps the calibrated utility monotone in the router's own score; a
+    small L2 on ``a_j`` keeps an LLM the features separate perfectly finite. A family uses it to
+    turn its raw scores into utilities that honour the contract (a score estimate), fitted on
+    held-out rows."""
+    import torch
+    import torch.nn.functional as F
+
+    x = torch.as_tensor(features).detach().float()
+    y = torch.as_tensor(targets).detach().float()
+    m = ~torch.isnan(y) if mask is None else torch.as_tensor(mask).bool() & ~torch.isnan(y)
+    y = torch.nan_to_num(y).clamp(0, 1)
+    alpha = torch.zeros(x.shape[1], requires_grad=True)
+    b = torch.zeros(x.shape[1], requires_grad=True)
+    if not m.any():
+        return F.softplus(alpha.detach()), b.detach()
+    opt = torch.optim.LBFGS([alpha, b], max_iter=100, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        with torch.enable_grad():
+            a = F.softplus(alpha)
+            loss = F.binary_cross_entropy_with_logits((a * x + b)[m], y[m]) + l2 * (a ** 2).mean()
+            loss.backward()
+        return loss
+
+    opt.step(closure)
+    return F.softplus(alpha.detach()), b.detach()

@@ -88,3 +88,22 @@ def test_each_family_decide_honours_the_utility_contract(family):
     assert (choose_llm(u, costs, 0.0) == 0).all()
     assert torch.equal(choose_llm(u, costs, math.inf), u.argmax(-1))
     assert ((d["confidence"] >= 0) & (d["confidence"] <= 1)).all()
+
+
+def test_fit_platt_recovers_rates_and_stays_monotone():
+    from router_lab.policy import fit_platt
+
+    # LLM 0: right on 3 of 4 rows whatever the feature; LLM 1: right exactly when its feature is high;
+    # LLM 2: right when its feature is LOW -> a_2 clamps at ~0 (no decreasing map), b_2 ~ its rate.
+    x = torch.tensor([[0.0, 2.0, 2.0], [1.0, -2.0, -2.0]] * 50)
+    y = torch.tensor([[1.0, 1.0, 0.0], [0.5, 0.0, 1.0]] * 50)
+    a, b = fit_platt(x, y)
+    p = torch.sigmoid(a * x + b)
+    assert torch.allclose(p[:, 0].mean(), torch.tensor(0.75), atol=0.02)
+    assert p[0, 1] > 0.95 and p[1, 1] < 0.05
+    assert a[2] < 0.05 and torch.allclose(p[:, 2], torch.tensor(0.5), atol=0.05)
+    # masked / NaN entries are ignored
+    y2 = y.clone()
+    y2[:, 0] = float("nan")
+    a2, b2 = fit_platt(x, y2, torch.ones_like(y2, dtype=torch.bool))
+    assert torch.isfinite(a2).all() and torch.isfinite(b2).all()

@@ -87,6 +87,34 @@ def test_decide_pure_quality_and_willingness_to_pay():
     assert m._decide(logits, {"costs": torch.tensor([[5.0, 5.0, 0.0]])}, cost_lambda=1.0)["llm"].tolist() == [2]
 
 
+def test_calibration_turns_preference_shares_into_score_estimates():
+    # LLM a: right 90% of the time whatever the router prefers; b: right exactly when the router
+    # prefers it (share 0.8 vs 0.1); c: never right. Uncalibrated, the share ranks b first on
+    # half the rows; calibrated, a's 90% beats b's 0 where b is not preferred.
+    m = _frozen_model()
+    g = torch.Generator().manual_seed(0)
+    n = 400
+    b_pref = torch.rand(n, generator=g) < 0.5
+    shares = torch.where(b_pref[:, None], torch.tensor([0.1, 0.8, 0.1]), torch.tensor([0.45, 0.1, 0.45]))
+    scores = torch.stack([(torch.rand(n, generator=g) < 0.9).float(), b_pref.float(), torch.zeros(n)], 1)
+    logits = shares.log()
+    assert not bool(m.calib_fitted) and torch.allclose(m.quality(logits), shares)
+    m.fit_calibration(logits, scores, torch.ones(n, 3, dtype=torch.bool))
+    q = m.quality(logits)
+    assert abs(q[:, 0].mean().item() - 0.9) < 0.05              # a's rate, flat in the share
+    assert q[b_pref, 1].min() > 0.9 and q[~b_pref, 1].max() < 0.1  # b: right iff preferred
+    assert q[:, 2].max() < 0.1
+    assert torch.equal(m._decide(logits, {})["llm"], torch.where(b_pref, 1, 0))
+    # the buffers travel with the state dict; an old state dict without them loads uncalibrated
+    m2 = _frozen_model()
+    m2.load_state_dict(m.state_dict())
+    assert torch.allclose(m2.quality(logits), q)
+    old = {k: v for k, v in m.state_dict().items() if not k.startswith("calib_")}
+    m3 = _frozen_model()
+    m3.load_state_dict(old)
+    assert not bool(m3.calib_fitted)
+
+
 def test_training_targets_subtract_cost_rate_times_cost():
     m = _frozen_model(cost_rate=0.5)
     batch = {"scores": torch.tensor([[1.0, 1.0, 0.0]]), "score_mask": torch.tensor([[True, True, False]]),

@@ -46,6 +46,7 @@ from router_lab.models.common import (
     mlp,
 )
 from router_lab.pairs import preference_pairs
+from router_lab.policy import fit_platt
 
 log = logging.getLogger(__name__)
 
@@ -91,12 +92,19 @@ class RankRouter(RouterModule):
         head_lr: float = 1e-4,
         weight_decay: float = 0.01,
         warmup_ratio: float = 0.0,
+        calibrate: bool = True,
     ):
         super().__init__()
         self.save_hyperparameters()
         info = dict(data_info)
         self.data_info = info
         self.llm_names: list[str] = list(info["llm_names"])
+        # Per-LLM Platt calibration of the scores into score estimates (policy.fit_platt),
+        # fitted on each validation epoch and carried by the checkpoint.
+        self.register_buffer("calib_a", torch.ones(len(self.llm_names)))
+        self.register_buffer("calib_b", torch.zeros(len(self.llm_names)))
+        self.register_buffer("calib_fitted", torch.zeros((), dtype=torch.bool))
+        self._val_batches: list = []
         self.encoder = build_query_encoder(encoder)
         dim = self.encoder.dim if self.encoder is not None else int(info["embedding_dim"])
         n_llms = len(self.llm_names)
@@ -223,19 +231,30 @@ class RankRouter(RouterModule):
         return (q @ m.T) / self.hparams.temperature
 
     def decide(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """``llm`` (B,) the best-scoring LLM, ``utilities`` (B, L) ``sigmoid`` of the scores (the
-        utility contract of ``router_lab.policy``: [0, 1], higher is better; for ``loss=bce``
-        the predicted score itself), ``confidence`` (B,) its softmax share, ``fallback`` (B,)
-        always False, ``logits`` the raw scores. (float64: sigmoid saturates at |x| > 17 in float32,
-        which would tie LLMs the scores still order.)"""
+        """``llm`` (B,) the best-utility LLM, ``utilities`` (B, L) the scores as score estimates
+        (the utility contract of ``router_lab.policy``: [0, 1], higher is better):
+        ``sigmoid(a_j * score + b_j)`` once calibrated (``calibrate``), else ``sigmoid(score)``;
+        ``confidence`` (B,) the softmax share of the chosen LLM, ``fallback`` (B,) always False,
+        ``logits`` the raw scores."""
         return self._decide(self(batch))
 
-    @staticmethod
-    def _decide(logits: torch.Tensor) -> dict[str, torch.Tensor]:
-        llm = logits.argmax(-1)
+    def _decide(self, logits: torch.Tensor) -> dict[str, torch.Tensor]:
+        # float64: sigmoid saturates at |x| > 17 in float32, which would tie LLMs the scores order.
+        z = logits.double()
+        if bool(self.calib_fitted):
+            z = self.calib_a.double() * z + self.calib_b.double()
+        util = z.sigmoid()
+        llm = util.argmax(-1)
         confidence = logits.float().softmax(-1).gather(1, llm[:, None]).squeeze(1)
-        return {"llm": llm, "utilities": logits.double().sigmoid(), "logits": logits, "confidence": confidence,
+        return {"llm": llm, "utilities": util, "logits": logits, "confidence": confidence,
                 "fallback": torch.zeros_like(llm, dtype=torch.bool)}
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Checkpoints/exports from before calibration load uncalibrated.
+        for name in ("calib_a", "calib_b", "calib_fitted"):
+            state_dict.setdefault(prefix + name, torch.zeros((), dtype=torch.bool) if name == "calib_fitted"
+                                  else getattr(self, name).clone())
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # ------------------------------------------------------------------ training
     def loss_from_logits(self, logits: torch.Tensor, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
@@ -262,12 +281,32 @@ class RankRouter(RouterModule):
         return logits
 
     def validation_step(self, batch, batch_idx):
-        logits = self._collect(self._val, batch)
+        if self.hparams.calibrate:
+            logits = self(batch)
+            keep = {k: v.detach() for k, v in batch.items() if isinstance(v, torch.Tensor) and k != "embedding"}
+            self._val_batches.append((keep, logits.detach()))
+        else:
+            logits = self._collect(self._val, batch)
         loss, n = self.loss_from_logits(logits, batch)
         if n:
             self._val_loss.append((float(loss), n))
 
     def on_validation_epoch_end(self):
+        if self._val_batches:
+            # Calibrate on this epoch's validation outputs, then decide with it (metrics and the
+            # saved checkpoint match these weights).
+            batches, logits = zip(*self._val_batches)
+            self._val_batches = []
+            scores = torch.cat([b["scores"] for b in batches]).float()
+            is_prob = torch.cat([b["is_probability"] for b in batches]).bool()
+            eff = torch.where(is_prob[:, None], (scores > 0).float(), scores)
+            a, b = fit_platt(torch.cat(logits).float(), eff, torch.cat([b["score_mask"] for b in batches]))
+            self.calib_a.copy_(a)
+            self.calib_b.copy_(b)
+            self.calib_fitted.fill_(True)
+            for bt, lg in zip(batches, logits):
+                d = self._decide(lg)
+                self._val.add(bt, d["utilities"], d["llm"], d["confidence"], None, d["fallback"])
         extra = {}
         if self._val_loss:
             extra["loss"] = sum(l * n for l, n in self._val_loss) / sum(n for _, n in self._val_loss)

@@ -37,7 +37,6 @@ from router_lab.losses import (
     sample_llm_contrastive_loss,
     task_contrastive_loss,
 )
-from router_lab.policy import choose_llm
 from router_lab.models.common import (
     RouterModule,
     adamw_with_warmup,
@@ -46,6 +45,7 @@ from router_lab.models.common import (
     mlp,
     total_training_steps,
 )
+from router_lab.policy import choose_llm, fit_platt
 
 SIMILARITIES = ("cos", "dot")
 LR_SCHEDULES = ("constant", "linear")
@@ -85,6 +85,7 @@ class RouterDC(RouterModule):
         cost_rate: float = 0.0,
         cost_lambda: float | None = None,
         tie_break: str = "random",
+        calibrate: bool = True,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -104,7 +105,13 @@ class RouterDC(RouterModule):
         out_dim = projection_dim if projection_dim > 0 else dim
         self.llm_embeddings = nn.Embedding(len(self.llm_names), out_dim)
         nn.init.normal_(self.llm_embeddings.weight, mean=0.0, std=llm_embedding_std)
+        # Per-LLM Platt calibration of the preference share into a quality estimate (utility
+        # contract): quality_j = sigmoid(a_j * log share_j + b_j), fitted on each validation epoch.
+        self.register_buffer("calib_a", torch.ones(len(self.llm_names)))
+        self.register_buffer("calib_b", torch.zeros(len(self.llm_names)))
+        self.register_buffer("calib_fitted", torch.zeros((), dtype=torch.bool))
         self._val = OutputCollector()
+        self._val_batches: list[tuple[dict, torch.Tensor]] = []
         self.test_outputs: dict[int, OutputCollector] = {}
 
     def setup(self, stage: str | None = None) -> None:
@@ -142,13 +149,37 @@ class RouterDC(RouterModule):
 
     def _decide(self, logits: torch.Tensor, batch: Mapping[str, torch.Tensor],
                 cost_lambda: float | None = None) -> dict[str, torch.Tensor]:
-        quality = logits.float().softmax(-1)
+        quality = self.quality(logits)
         lam = self.hparams.cost_lambda if cost_lambda is None else cost_lambda
         costs = batch.get("costs")
-        llm = choose_llm(quality, self.llm_costs if costs is None else costs, lam, default=logits.argmax(-1))
+        llm = choose_llm(quality, self.llm_costs if costs is None else costs, lam, default=quality.argmax(-1))
         confidence = quality.gather(1, llm[:, None]).squeeze(1)
         return {"llm": llm, "utilities": quality, "confidence": confidence, "logits": logits,
                 "fallback": torch.zeros_like(llm, dtype=torch.bool)}
+
+    def quality(self, logits: torch.Tensor) -> torch.Tensor:
+        """(B, L) the utilities: the softmax share of each LLM, calibrated per LLM into an
+        estimate of its score once ``calib_*`` are fitted (``calibrate``)."""
+        share = logits.float().softmax(-1)
+        if not bool(self.calib_fitted):
+            return share
+        return torch.sigmoid(self.calib_a * share.clamp_min(1e-12).log() + self.calib_b)
+
+    @torch.no_grad()
+    def fit_calibration(self, logits: torch.Tensor, scores: torch.Tensor, mask: torch.Tensor) -> None:
+        """Fit ``calib_*`` on held-out rows: ``policy.fit_platt`` of the log share against the
+        effective score."""
+        a, b = fit_platt(logits.float().log_softmax(-1), scores, mask)
+        self.calib_a.copy_(a)
+        self.calib_b.copy_(b)
+        self.calib_fitted.fill_(True)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Checkpoints/exports from before calibration: uncalibrated (the softmax share).
+        for name in ("calib_a", "calib_b", "calib_fitted"):
+            state_dict.setdefault(prefix + name, getattr(self, name).clone() if name != "calib_fitted"
+                                  else torch.zeros((), dtype=torch.bool))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # ------------------------------------------------------------------ training
     def training_targets(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -187,7 +218,25 @@ class RouterDC(RouterModule):
         collector.add(batch, d["utilities"], d["llm"], d["confidence"], None, d["fallback"])
 
     def validation_step(self, batch, batch_idx):
-        self._collect(self._val, batch)
+        if not self.hparams.calibrate:
+            return self._collect(self._val, batch)
+        keep = {k: v.detach() for k, v in batch.items() if isinstance(v, torch.Tensor) and k != "embedding"}
+        self._val_batches.append((keep, self(batch)[0].detach()))
+
+    def on_validation_epoch_end(self):
+        if self.hparams.calibrate and self._val_batches:
+            # Fit the calibration on this epoch's validation outputs, then decide with it, so the
+            # metrics (and the checkpoint, which carries the buffers) match these weights.
+            batches, logits = zip(*self._val_batches)
+            self._val_batches = []
+            scores = torch.cat([b["scores"] for b in batches]).float()
+            is_prob = torch.cat([b["is_probability"] for b in batches]).bool()
+            eff = torch.where(is_prob[:, None], (scores > 0).float(), scores)
+            self.fit_calibration(torch.cat(logits), eff, torch.cat([b["score_mask"] for b in batches]))
+            for b, lg in zip(batches, logits):
+                d = self._decide(lg, b)
+                self._val.add(b, d["utilities"], d["llm"], d["confidence"], None, d["fallback"])
+        super().on_validation_epoch_end()
 
     def configure_optimizers(self):
         hp = self.hparams
