@@ -126,12 +126,3 @@ def test_an_llm_missing_from_the_training_data_is_one_error_line(tmp_path, cfg_f
                        "+data.allow_partial_scores=true", "trainer.max_epochs=1"])
     line = run_failing(cfg, capsys)
     assert "no training record scores ['c']" in line and "llm_pool" in line
-
-
-def test_scores_outside_zero_one_need_the_pairwise_loss(tmp_path, cfg_factory, capsys):
-    rows = [{"query": f"question {i} about {t}", "task": t, "scores": {"a": float(i % 7), "b": 3.0}}
-            for i in range(40) for t in ("math", "code")]
-    path = write_table(tmp_path / "train.jsonl", rows)
-    cfg = cfg_factory(["model=mf", "data=files", f"data.train.path={path}", "data.train.score_type=probability",
-                       "trainer.max_epochs=1"])
-    assert "model.loss=pairwise" in run_failing(cfg, capsys)

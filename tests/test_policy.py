@@ -75,6 +75,8 @@ def test_each_family_decide_honours_the_utility_contract(family):
     cfg = compose([f"model={family}", "encoder.frozen=true"])
     torch.manual_seed(0)
     model = hydra.utils.instantiate(cfg.model, data_info=_data_info(), _convert_="all").eval()
+    if hasattr(model, "set_index"):  # a non-parametric family: "fitting" stores the training set
+        model.set_index(torch.randn(64, 8), torch.rand(64, 4), torch.ones(64, 4, dtype=torch.bool))
     costs = torch.tensor([0.1, 0.2, 0.3, 0.4]).expand(16, 4)
     with torch.no_grad():
         d = model.decide({"embedding": torch.randn(16, 8) * 3, "costs": costs})

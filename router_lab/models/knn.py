@@ -30,7 +30,6 @@ serving policy use), otherwise argmax of the utility.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -41,6 +40,7 @@ from router_lab.encoders import EncoderSpec
 from router_lab.errors import UserError
 from router_lab.evaluation import OutputCollector
 from router_lab.models.common import RouterModule, embed_batch
+from router_lab.policy import choose_llm
 
 WEIGHTINGS = ("uniform", "distance")
 METRICS = ("cosine", "l2")
@@ -48,16 +48,6 @@ METRICS = ("cosine", "l2")
 INDEX_BUFFERS = ("index_embeddings", "index_scores", "index_mask")
 
 log = logging.getLogger(__name__)
-
-
-def choose_llm(utilities: torch.Tensor, costs: torch.Tensor | None, cost_lambda: float | None) -> torch.Tensor:
-    """(B,) the chosen LLM: argmax of ``cost_lambda * utility - cost``, or of the utility
-    when ``cost_lambda`` is None/inf or there are no costs. The same rule as
-    ``RouterDC._decide`` and ``api.Router.apply_policy``; the kNN and MF families make every
-    decision through this one call."""
-    if cost_lambda is None or math.isinf(float(cost_lambda)) or costs is None:
-        return utilities.argmax(-1)
-    return (float(cost_lambda) * utilities - costs.to(utilities.dtype)).argmax(-1)
 
 
 def batch_costs(batch: Mapping[str, torch.Tensor], llm_costs: list[float], like: torch.Tensor) -> torch.Tensor | None:
