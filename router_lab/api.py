@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -99,6 +100,20 @@ class Policy:
         if not isinstance(cmap, Mapping):
             raise UserError(f"{where}: category_map is {type(cmap).__name__}; expected {{category: llm}}")
         cfg["category_map"] = {str(k): str(v) for k, v in cmap.items()}
+        for key in ("confidence_threshold", "cost_lambda"):
+            v = cfg.get(key)
+            if v is None:
+                continue
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or math.isnan(v) or v < 0 \
+                    or (key == "confidence_threshold" and math.isinf(v)):
+                raise UserError(f"{where}: policy {key} is {v!r}; expected a number >= 0"
+                                + (" (a confidence, usually in [0, 1])" if key == "confidence_threshold"
+                                   else " (willingness to pay, cost per unit of quality; .inf: quality only)"))
+            cfg[key] = float(v)
+        for key in ("fallback_llm", "default_llm"):
+            v = cfg.get(key)
+            if v is not None and not isinstance(v, str):
+                raise UserError(f"{where}: policy {key} is {v!r}; expected an LLM name")
         return cls(**cfg)
 
     def merged(self, other: "Policy") -> "Policy":
@@ -200,7 +215,7 @@ class Router:
                             "api_key_env}) and 'policy'")
         self.suggested_route_map: dict = dict(exported)
         if route_map:
-            self.route_map = dict(route_map)
+            self.route_map = check_route_map(route_map, "route_map")
         elif trust_export:
             self.route_map = check_route_map(exported, "router.yaml route_map")
         else:

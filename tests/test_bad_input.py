@@ -256,6 +256,10 @@ def test_hydra_full_error_still_gives_the_full_report(tmp_path, capfd, monkeypat
     ({"endpoints": {"no-such-llm": {"base_url": "http://127.0.0.1:9/v1"}}}, "unknown LLM(s) ['no-such-llm']"),
     ("{tmp}/none.yaml", "none.yaml"),
     ("{file:bad.yaml}", "not valid YAML"),
+    ({"policy": {"confidence_threshold": "high", "fallback_llm": "x"}}, "confidence_threshold is 'high'"),
+    ({"policy": {"cost_lambda": -1}}, "cost_lambda is -1"),
+    ({"endpoints": [{"base_url": "http://127.0.0.1:9/v1"}]}, "endpoints is a list"),
+    ({"policy": {"fallback_llm": 3}}, "fallback_llm is 3"),
 ])
 def test_router_load_bad_route_map_is_one_line(ctx, tmp_path, route_map, needle):
     from router_lab.api import Router
