@@ -7,20 +7,20 @@ and report the cost-quality curve, its non-decreasing convex hull and AIQ (Route
 ``train.report`` calls ``cost_quality_report`` when a test set has costs and the router
 utilities; flat metrics: ``<set>/router/aiq``, ``<set>/router/max_quality``,
 ``<set>/zero_router/aiq`` (the hull of the single LLMs: what mixing fixed LLMs at random buys)
-and ``<set>/router/cost_to_match_best_single``. Both AIQs are over ONE cost range: from the
+and ``<set>/router/cost_to_match_best_single`` (absent when the router never matches the
+best single LLM). Both AIQs are over ONE cost range: from the
 cheapest to the dearest single LLM's mean cost on that set. Routing is
 ``router_lab.policy.choose_llm`` on ``router_lab.policy.lambda_grid``.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 
 from router_lab import metrics as M
-from router_lab.files import write_atomic
+from router_lab.files import write_json_atomic
 from router_lab.policy import lambda_grid
 
 
@@ -139,13 +139,13 @@ def cost_quality_report(outputs: Mapping[str, Mapping[str, np.ndarray]], output_
         return {}
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    write_atomic(out / "cost_quality.json", json.dumps({"llm_names": list(llm_names or []), "sets": results},
-                                                       indent=2))
+    write_json_atomic({"llm_names": list(llm_names or []), "sets": results}, out / "cost_quality.json")
     plot(results, out / "cost_quality.png", llm_names)
     flat = {}
     for name, r in results.items():
         flat[f"{name}/router/aiq"] = r["aiq"]
         flat[f"{name}/router/max_quality"] = r["max_quality"]
         flat[f"{name}/zero_router/aiq"] = r["zero_router_aiq"]
-        flat[f"{name}/router/cost_to_match_best_single"] = r["cost_to_match_best_single"]
+        if np.isfinite(r["cost_to_match_best_single"]):  # absent: the router never matches it
+            flat[f"{name}/router/cost_to_match_best_single"] = r["cost_to_match_best_single"]
     return flat

@@ -64,6 +64,8 @@ ENCODER_DIR = "encoder"
 EXPORT_KEYS = {"format", "_target_", "llm_pool", "encoder", "policy", "route_map", "source", "hparams", "calibration"}
 URL_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 RESOLVER_RE = re.compile(r"\$\{\s*([A-Za-z_][\w.]*)\s*:")
+#: Resolvers a saved config may call: they only read other nodes of the same config.
+SAFE_RESOLVERS = ("oc.select",)
 
 
 # ------------------------------------------------------------------ families
@@ -144,10 +146,10 @@ def _check_data(node: Any, where: str, allowed_targets: tuple[str, ...] | None, 
         for i, v in enumerate(node):
             _check_data(v, where, allowed_targets, f"{key}[{i}]")
     elif isinstance(node, str):
-        m = RESOLVER_RE.search(node)
+        m = next((m for m in RESOLVER_RE.finditer(node) if m.group(1) not in SAFE_RESOLVERS), None)
         if m:
-            raise UserError(f"{where}: {key}={node!r} calls the resolver {m.group(1)!r}; expected plain values and "
-                            "${node} references in a saved config (it is data)")
+            raise UserError(f"{where}: {key}={node!r} calls the resolver {m.group(1)!r}; expected plain values, "
+                            f"${{node}} references and {list(SAFE_RESOLVERS)} in a saved config (it is data)")
 
 
 def find_run_config(path: Path) -> Path:

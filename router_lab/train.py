@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 import warnings
@@ -94,7 +95,13 @@ def report(dm, model, output_dir: str | Path, extra: dict | None = None, title: 
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "results.md", "```\n" + table + "\n```\n")
     write_predictions(dm, outputs, out / "predictions.jsonl")
-    write_json_atomic(metrics, out / "metrics.json")  # last: its presence marks a finished run
+    # metrics.json is flat name -> number: an undefined value (NaN, e.g. a metric of an empty
+    # group) is left out rather than written as null.
+    undefined = sorted(k for k, v in metrics.items() if not isinstance(v, (int, float)) or not math.isfinite(v))
+    if undefined:
+        log.info("left out of metrics.json (undefined): %s", ", ".join(undefined))
+    write_json_atomic({k: v for k, v in metrics.items() if k not in set(undefined)},
+                      out / "metrics.json")  # last: its presence marks a finished run
     return metrics
 
 
