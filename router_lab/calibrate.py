@@ -62,12 +62,7 @@ def sweep(router: Router, records, lambdas: Sequence[float] | None = None, batch
     if missing:
         raise UserError(f"calibration data: record {missing[0]!r} (and {len(missing) - 1} more) lacks scores for some "
                         f"of the router's LLMs {names}; expected a score for each")
-    parts: dict[str, list[torch.Tensor]] = {}
-    for chunk in iter_chunks([r.text for r in records], batch_size):
-        d, _ = router.decide_texts(chunk)
-        for k, v in d.items():
-            parts.setdefault(k, []).append(v)
-    raw = {k: torch.cat(v) for k, v in parts.items()}
+    raw = raw_decisions(router, records, batch_size)
     scores = np.array([[r.scores[n] for n in names] for r in records], dtype=float)
     types = [r.score_type for r in records]
     if all(r.costs and all(n in r.costs for n in names) for r in records):
@@ -80,6 +75,17 @@ def sweep(router: Router, records, lambdas: Sequence[float] | None = None, batch
         curve.append({"lambda": float(lam), "cost": M.mean_cost(chosen, costs),
                       "quality": M.acc_predict(chosen, scores, types)})
     return curve
+
+
+def raw_decisions(router: Router, records, batch_size: int) -> dict[str, torch.Tensor]:
+    """The router's raw decision tensors (before the serving policy) for every record, routed
+    once in chunks; sweeps re-apply the policy to them."""
+    parts: dict[str, list[torch.Tensor]] = {}
+    for chunk in iter_chunks([r.text for r in records], batch_size):
+        d, _ = router.decide_texts(chunk)
+        for k, v in d.items():
+            parts.setdefault(k, []).append(v)
+    return {k: torch.cat(v) for k, v in parts.items()}
 
 
 def threshold_sweep(router: Router, records, thresholds: Sequence[float] | None = None,
@@ -97,12 +103,7 @@ def threshold_sweep(router: Router, records, thresholds: Sequence[float] | None 
                         "out-of-scope ones (any other label, e.g. CLINC150's oos: loader.include_oos=true); got "
                         f"{sum(l in known for l in labels)} in scope, {sum(bool(l) and l not in known for l in labels)} "
                         "out of scope")
-    parts: dict[str, list[torch.Tensor]] = {}
-    for chunk in iter_chunks([r.text for r in records], batch_size):
-        d, _ = router.decide_texts(chunk)
-        for k, v in d.items():
-            parts.setdefault(k, []).append(v)
-    raw = {k: torch.cat(v) for k, v in parts.items()}
+    raw = raw_decisions(router, records, batch_size)
     inside = torch.tensor([l in known for l in labels])
     outside = torch.tensor([bool(l) and l not in known for l in labels])
     true = torch.tensor([router.categories.index(l) if l in known else -1 for l in labels])

@@ -38,6 +38,7 @@ from typing import Any, Mapping, Protocol, Sequence
 from pydantic import BaseModel, ValidationError
 
 from router_lab.errors import UserError
+from router_lab.synth.store import JsonlAppender, read_jsonl_rows
 
 log = logging.getLogger(__name__)
 
@@ -164,13 +165,9 @@ class RequestCache:
         self._mem: dict[str, dict] = {}
         self._lock = threading.Lock()
         if self.path and self.path.exists():
-            for line in self.path.read_text(encoding="utf-8").splitlines():
-                try:
-                    row = json.loads(line)
-                    self._mem[row["key"]] = row
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    continue  # a line cut short by a kill: that request is simply redone
-        self._fh = None
+            # a line cut short by a kill is skipped: that request is simply redone
+            self._mem = {row["key"]: row for row in read_jsonl_rows(self.path) if "key" in row}
+        self._out = JsonlAppender(self.path)
 
     def __len__(self) -> int:
         return len(self._mem)
@@ -184,21 +181,11 @@ class RequestCache:
                "usage": [usage.prompt_tokens, usage.completion_tokens]}
         with self._lock:
             self._mem[key] = row
-            if self.path is None:
-                return
-            if self._fh is None:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._fh = self.path.open("a", encoding="utf-8")
-            self._fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-            self._fh.flush()
+        self._out.append(row)
 
     def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+        self._out.close()
 
-
-# ---------------------------------------------------------------- stats
 
 @dataclass
 class Stats:
@@ -255,37 +242,14 @@ class Ledger:
 
     def __init__(self, path: str | os.PathLike | None):
         self.path = Path(path) if path else None
-        self.rows: list[dict] = []
-        self._lock = threading.Lock()
-        self._fh = None
-        self._closed = False
-        if self.path and self.path.exists():
-            for line in self.path.read_text(encoding="utf-8", errors="replace").splitlines():
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # torn by a kill
-                if isinstance(row, dict):
-                    self.rows.append(row)
+        self.rows: list[dict] = list(read_jsonl_rows(self.path)) if self.path and self.path.exists() else []
+        self._out = JsonlAppender(self.path)
 
     def append(self, row: dict) -> None:
-        if self.path is None:
-            return
-        with self._lock:
-            if self._closed:
-                return  # a request cancelled after the run ended
-            if self._fh is None:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._fh = self.path.open("a", encoding="utf-8")
-            self._fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-            self._fh.flush()
+        self._out.append(row)  # dropped for a request cancelled after the run ended
 
     def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            if self._fh is not None:
-                self._fh.close()
-                self._fh = None
+        self._out.close()
 
 
 #: The request being made in this task (stage, model, and what the HTTP hooks saw), so

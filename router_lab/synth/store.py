@@ -12,19 +12,58 @@ import os
 import shutil
 import threading
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
+
+from router_lab.files import write_atomic
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """``files.write_atomic`` into a run dir that may not exist yet."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + ".tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, p)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return p
+    return write_atomic(p, text)
+
+
+def read_jsonl_rows(path: Path) -> Iterator[dict]:
+    """The JSON objects of an append-only log, skipping a line torn by a kill (also one cut
+    inside a multi-byte character)."""
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict):
+            yield row
+
+
+class JsonlAppender:
+    """Thread-safe append-only JSONL, opened on the first row, flushed per line (survives
+    ``kill -9``); rows appended after ``close()`` are dropped; no path: writes nothing."""
+
+    def __init__(self, path: Path | None):
+        self.path = path
+        self._lock = threading.Lock()
+        self._fh = None
+        self._closed = False
+
+    def append(self, row: dict) -> None:
+        if self.path is None:
+            return
+        with self._lock:
+            if self._closed:
+                return
+            if self._fh is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._fh = self.path.open("a", encoding="utf-8")
+            self._fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+            self._fh.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            if self._fh is not None:
+                self._fh.close()
+                self._fh = None
 
 
 def atomic_write_jsonl(path: str | os.PathLike, rows: Iterable[Any]) -> Path:
