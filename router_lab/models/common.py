@@ -116,3 +116,13 @@ class RouterModule(L.LightningModule):
         hp = self.hparams
         return adamw_with_warmup(self, self.encoder, hp.lr, hp.head_lr, hp.weight_decay, hp.warmup_ratio,
                                  total_training_steps(self.trainer))
+
+
+def effective_batch_scores(batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """(B, L) the score a user gets (``metrics.effective_scores``): probability rows binarised
+    at > 0, multi_attempt rows raw; 0 where unscored (see ``score_mask``)."""
+    scores = batch["scores"].float()
+    prob = batch.get("is_probability")
+    if prob is None:
+        return scores
+    return torch.where(prob.to(scores.device)[:, None].bool(), (scores > 0).float(), scores)

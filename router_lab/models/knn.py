@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from router_lab.encoders import EncoderSpec
 from router_lab.errors import UserError
 from router_lab.evaluation import OutputCollector
-from router_lab.models.common import RouterModule, embed_batch
+from router_lab.models.common import RouterModule, embed_batch, effective_batch_scores
 from router_lab.policy import choose_llm
 
 WEIGHTINGS = ("uniform", "distance")
@@ -57,16 +57,6 @@ def batch_costs(batch: Mapping[str, torch.Tensor], llm_costs: list[float], like:
     if not any(llm_costs):
         return None
     return torch.tensor(llm_costs, device=like.device, dtype=like.dtype).expand_as(like)
-
-
-def effective_batch_scores(batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-    """(B, L) the score a user gets (``metrics.effective_scores``): probability rows binarised
-    at > 0, multi_attempt rows raw; 0 where unscored (see ``score_mask``)."""
-    scores = batch["scores"].float()
-    prob = batch.get("is_probability")
-    if prob is None:
-        return scores
-    return torch.where(prob.to(scores.device)[:, None].bool(), (scores > 0).float(), scores)
 
 
 class KNNRouter(RouterModule):

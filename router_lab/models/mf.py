@@ -36,7 +36,8 @@ from torch import nn
 from router_lab.errors import UserError
 from router_lab.evaluation import OutputCollector
 from router_lab.models.common import RouterModule, build_query_encoder, embed_batch, mlp
-from router_lab.models.knn import batch_costs, effective_batch_scores
+from router_lab.models.common import effective_batch_scores
+from router_lab.models.knn import batch_costs
 from router_lab.policy import choose_llm
 
 LOSSES = ("pointwise", "pairwise")

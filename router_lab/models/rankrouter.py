@@ -40,6 +40,7 @@ from router_lab.evaluation import OutputCollector
 from router_lab.losses import TIE_MODES, bce_pointwise_loss, bpr_loss
 from router_lab.models.common import (
     RouterModule,
+    effective_batch_scores,
     build_query_encoder,
     embed_batch,
     log_validation_metrics,
@@ -297,9 +298,7 @@ class RankRouter(RouterModule):
             # saved checkpoint match these weights).
             batches, logits = zip(*self._val_batches)
             self._val_batches = []
-            scores = torch.cat([b["scores"] for b in batches]).float()
-            is_prob = torch.cat([b["is_probability"] for b in batches]).bool()
-            eff = torch.where(is_prob[:, None], (scores > 0).float(), scores)
+            eff = effective_batch_scores({k: torch.cat([b[k] for b in batches]) for k in ("scores", "is_probability")})
             a, b = fit_platt(torch.cat(logits).float(), eff, torch.cat([b["score_mask"] for b in batches]))
             self.calib_a.copy_(a)
             self.calib_b.copy_(b)

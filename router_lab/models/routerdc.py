@@ -39,6 +39,7 @@ from router_lab.losses import (
 )
 from router_lab.models.common import (
     RouterModule,
+    effective_batch_scores,
     adamw_with_warmup,
     build_query_encoder,
     embed_batch,
@@ -229,9 +230,7 @@ class RouterDC(RouterModule):
             # metrics (and the checkpoint, which carries the buffers) match these weights.
             batches, logits = zip(*self._val_batches)
             self._val_batches = []
-            scores = torch.cat([b["scores"] for b in batches]).float()
-            is_prob = torch.cat([b["is_probability"] for b in batches]).bool()
-            eff = torch.where(is_prob[:, None], (scores > 0).float(), scores)
+            eff = effective_batch_scores({k: torch.cat([b[k] for b in batches]) for k in ("scores", "is_probability")})
             self.fit_calibration(torch.cat(logits), eff, torch.cat([b["score_mask"] for b in batches]))
             for b, lg in zip(batches, logits):
                 d = self._decide(lg, b)
