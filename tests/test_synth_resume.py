@@ -58,7 +58,9 @@ def test_killed_run_resumes_to_the_uninterrupted_result_against_a_flaky_server(t
         # Kill with every request slot waiting on the server: what the client logged as sent is
         # then exactly what the server received.
         srv.hold()
-        assert _wait(lambda: srv.in_flight == CONCURRENCY and _sent(dir_) == srv.total or child.poll() is not None)
+        # (held, not just in flight: a request already past the gate would still be answered and
+        # its tokens counted after the kill)
+        assert _wait(lambda: srv.held == CONCURRENCY and _sent(dir_) == srv.total or child.poll() is not None)
         assert child.poll() is None, "the run finished before it could be killed: make it longer"
         child.send_signal(signal.SIGKILL)
         child.wait()

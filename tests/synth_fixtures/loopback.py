@@ -113,6 +113,7 @@ class LoopbackLLM:
         self.counts: Counter = Counter()
         self.tokens = [0, 0]  # prompt, completion: the usage this server reported
         self.in_flight = 0
+        self.held = 0  # requests waiting at the gate (hold()): neither answered nor counted in tokens
         self._gate = threading.Event()
         self._gate.set()
         self.seen: Counter = Counter()
@@ -220,7 +221,11 @@ class LoopbackLLM:
             self.in_flight += 1
         try:
             if not self._gate.is_set():
+                with self._lock:
+                    self.held += 1
                 self._gate.wait()
+                with self._lock:
+                    self.held -= 1
                 if self._drop_held:
                     h.close_connection = True
                     return
