@@ -57,7 +57,8 @@ print(f"machine: {machine()}")
 sys.path.insert(0, str(REPO))
 from router_lab.api import Router  # noqa: E402
 from router_lab.calibrate import choose_threshold, threshold_sweep  # noqa: E402
-from router_lab.data.loaders import load_clinc150, save_records_jsonl  # noqa: E402
+from router_lab.data.loaders.clinc150 import load_clinc150  # noqa: E402
+from router_lab.data.loaders.saved import save_records_jsonl  # noqa: E402
 from router_lab.data.records import RoutingRecord  # noqa: E402
 
 rows = []

@@ -14,7 +14,7 @@ import time
 
 from _common import machine
 
-from router_lab.data.sources import load_synthetic
+from router_lab.data.loaders.synthetic import load_synthetic
 from router_lab.encoders import embed_texts
 
 texts = [r.text for split in ("train", "val", "test") for r in load_synthetic(split)]

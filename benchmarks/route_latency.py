@@ -33,7 +33,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from benchmarks._common import REPO, machine, train_run  # noqa: E402
 from router_lab.api import Router  # noqa: E402
-from router_lab.data.sources import load_synthetic  # noqa: E402
+from router_lab.data.loaders.synthetic import load_synthetic  # noqa: E402
 from router_lab.export import export_router  # noqa: E402
 
 OUT = REPO / "outputs" / "bench" / "route_latency"

@@ -62,7 +62,7 @@ def compose(overrides: list[str], out_dir: Path):
 def distinct_inputs(data_dir: str, max_length: int = 256) -> list[dict]:
     """Per task: rows, distinct questions (the prompt's final question) and distinct encoder
     inputs (token ids after truncation) for each prompt setting."""
-    from router_lab.data.loaders import final_question, load_routerbench
+    from router_lab.data.loaders.routerbench import final_question, load_routerbench
     from router_lab.encoders import EncoderSpec, load_tokenizer
 
     rows = []

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from router_lab.data.datamodule import Collate
-from router_lab.data.loaders import load_routerdc_json
+from router_lab.data.loaders.routerdc import load_routerdc_json
 from router_lab.encoders import EncoderSpec, load_tokenizer
 from router_lab.models.routerdc import RouterDC
 

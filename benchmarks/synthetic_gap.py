@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
-from router_lab.data.synthetic import describe_benchmark, make_synthetic_benchmark
+from router_lab.data.loaders.synthetic import describe_benchmark, make_synthetic_benchmark
 
 
 def gap_table(seed: int) -> tuple[str, dict[str, float]]:

@@ -22,7 +22,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from router_lab.config_schema import ClustersConfig
-from router_lab.data.loaders import save_records_jsonl
+from router_lab.data.loaders.saved import save_records_jsonl
 from router_lab.data.records import RoutingRecord
 from router_lab.data.sources import load_records
 from router_lab.encoders import embed_texts

@@ -109,7 +109,7 @@ def save_splits(dm, out_dir: Path, which) -> list[Path]:
     """The run's held-out records as record JSONL (``<run>/val.jsonl``, ``<run>/test.jsonl``:
     every test set, each record keeps its task), the table format ``route mode=evaluate`` and
     ``calibrate`` read: calibrate on val, evaluate on test."""
-    from router_lab.data.loaders import save_records_jsonl
+    from router_lab.data.loaders.saved import save_records_jsonl
 
     written = []
     for name in which:

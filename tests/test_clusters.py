@@ -12,7 +12,7 @@ import pytest
 
 from conftest import REPO, SHARED_DATA, compose
 from router_lab import clusters as C
-from router_lab.data.loaders import load_routerdc_json
+from router_lab.data.loaders.routerdc import load_routerdc_json
 from router_lab.errors import UserError
 from test_routerdc import TRAIN, write_split2
 

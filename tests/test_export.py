@@ -11,8 +11,8 @@ import yaml
 
 from router_lab.api import Router
 from router_lab.calibrate import choose, main as calibrate_main, sweep
-from router_lab.data.loaders import save_records_jsonl
-from router_lab.data.sources import load_synthetic
+from router_lab.data.loaders.saved import save_records_jsonl
+from router_lab.data.loaders.synthetic import load_synthetic
 from router_lab.errors import UserError
 from router_lab.export import main as export_main
 from test_api import train_tiny_run

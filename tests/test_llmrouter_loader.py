@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from router_lab.data.loaders import get_loader
+from router_lab.data.loaders.llmrouter import load_llmrouter
 from router_lab.data.records import DataError
 
 
@@ -23,7 +23,7 @@ def write_rows(path: Path, n: int = 40, llms=("small", "large")) -> Path:
 
 
 def test_rows_of_one_query_become_one_record(tmp_path):
-    recs = get_loader("llmrouter")(path=write_rows(tmp_path / "r.jsonl", n=4))
+    recs = load_llmrouter(path=write_rows(tmp_path / "r.jsonl", n=4))
     assert len(recs) == 4 and recs[1].task == "math" and recs[1].query == "math question number 1"
     assert recs[1].scores == {"small": 0.0, "large": 1.0} and recs[1].costs == {"small": 0.1, "large": 0.2}
     assert recs[0].score_type == "multi_attempt"
@@ -41,7 +41,7 @@ def test_bad_rows_are_one_data_error(tmp_path, case):
         rows[0]["performance"] = float("nan")
     p.write_text("".join(json.dumps(r) + "\n" for r in rows))
     with pytest.raises(DataError) as e:
-        get_loader("llmrouter")(path=p)
+        load_llmrouter(path=p)
     assert "\n" not in str(e.value)
     assert {"missing_column": "performance", "duplicate": "second row", "nan": "r.jsonl"}[case] in str(e.value)
 

@@ -13,21 +13,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from router_lab.data.loaders import (
-    LOADERS,
-    check_same_llms,
-    get_loader,
-    load_arena,
-    load_clinc150,
-    load_records_jsonl,
-    load_routerbench,
-    load_routerdc_json,
-    load_saved_dataset,
-    load_table,
-    routerdc_score_type,
-    routerdc_task,
-    save_records_jsonl,
-)
+from router_lab.data.loaders import LOADERS
+from router_lab.data.loaders.arena import load_arena
+from router_lab.data.loaders.clinc150 import load_clinc150
+from router_lab.data.loaders.common import check_same_llms, conversation_cell
+from router_lab.data.loaders.routerbench import final_question, load_routerbench
+from router_lab.data.loaders.routerdc import load_routerdc_json, routerdc_score_type, routerdc_task
+from router_lab.data.loaders.saved import load_records_jsonl, load_saved_dataset, save_records_jsonl
+from router_lab.data.loaders.table import load_table
 from router_lab.data.records import DataError, RoutingRecord, dataset_to_records, records_to_dataset
 
 from conftest import SHARED_DATA  # noqa: E402
@@ -70,10 +63,13 @@ def raises_naming(*parts: str):
 
 
 def test_registry_names():
-    assert sorted(LOADERS) == sorted(["routerdc", "clinc150", "table", "records", "hf_disk", "routerbench", "arena", "llmrouter"])
-    assert get_loader("routerdc") is load_routerdc_json
-    with raises_naming("'nope'", "routerdc"):
-        get_loader("nope")
+    from router_lab.data.sources import resolve_loader
+
+    assert sorted(LOADERS) == sorted(["routerdc", "clinc150", "table", "records", "hf_disk", "routerbench", "arena",
+                                      "llmrouter", "synthetic"])
+    assert resolve_loader({"loader": "routerdc", "path": "x.json"}) == (load_routerdc_json, {"path": "x.json"})
+    with raises_naming("data.train: loader 'nope' is unknown", "routerdc"):
+        resolve_loader({"loader": "nope"}, where="data.train")
 
 
 # ---------------------------------------------------------------- RouterDC
@@ -466,7 +462,6 @@ def test_table_loader_shares_the_missing_score_policy(tmp_path):
 
 
 def test_final_question_strips_few_shot_exemplars(tmp_path):
-    from router_lab.data.loaders import final_question
 
     prompt = "Q: 1+1?\nA) 2\nAnswer:\nA\n\nQ: 2+2?\nA) 4\nAnswer:\nA\n\nQ: 3+3?\nA) 6\nAnswer:"
     assert final_question(prompt) == "Q: 3+3?\nA) 6\nAnswer:"
@@ -585,10 +580,9 @@ def test_arena_bad_rows(tmp_path, change, parts):
 
 def test_arena_numpy_conversation_cells():
     # parquet hands back numpy arrays of dicts; the loader must see plain lists
-    from router_lab.data.loaders import _conversation
 
     cell = np.array([{"role": "user", "content": "hi"}], dtype=object)
-    assert _conversation(cell, "w", "conversation_a") == [{"role": "user", "content": "hi"}]
+    assert conversation_cell(cell, "w", "conversation_a") == [{"role": "user", "content": "hi"}]
 
 
 # ---------------------------------------------------------------- shared data

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from router_lab.data.loaders import save_records_jsonl
-from router_lab.data.sources import load_synthetic
+from router_lab.data.loaders.saved import save_records_jsonl
+from router_lab.data.loaders.synthetic import load_synthetic
 from router_lab.route import main, run_interactive
 from test_api import train_tiny_run
 

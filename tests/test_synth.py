@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from router_lab import ROOT
-from router_lab.data.loaders import load_records_jsonl
+from router_lab.data.loaders.saved import load_records_jsonl
 from router_lab.data.records import dataset_llm_names, dataset_to_records
 from router_lab.synth.agent_tools import check_domain_safety, check_quality, format_chat, stratified_split
 from router_lab.synth.arch_router import add_typos

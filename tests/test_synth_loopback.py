@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from router_lab.data.loaders import load_records_jsonl
+from router_lab.data.loaders.saved import load_records_jsonl
 from router_lab.synth.backends import (InvalidReply, LLMClient, Request, RequestCache, RetryPolicy,
                                        build_backend)
 from router_lab.synth.run import NoRecords, run_synth

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from router_lab.data.records import DataError
-from router_lab.data.synthetic import (
+from router_lab.data.loaders.synthetic import (
     DOMAINS,
     LLM_NAMES,
     describe_benchmark,

@@ -105,7 +105,7 @@ def test_default_output_is_one_screen(trained_run):
 def test_held_out_records_feed_calibrate_and_route_evaluate(trained_run, tmp_path):
     """train writes val.jsonl / test.jsonl in the table format calibrate and route read, so the
     README's routing how-to runs end to end on the default data."""
-    from router_lab.data.loaders import load_table
+    from router_lab.data.loaders.table import load_table
 
     out, _, tmp = trained_run
     val, test = load_table(out / "val.jsonl"), load_table(out / "test.jsonl")

@@ -310,7 +310,7 @@ class RouterDataModule(L.LightningDataModule):
 
         if not self.allow_partial_scores:
             # Score files of one experiment must score the same LLMs: name the two that don't.
-            from router_lab.data.loaders import check_same_llms
+            from router_lab.data.loaders.common import check_same_llms
 
             scored = {src: ns for src, ns in names.items() if ns}
             if len(scored) > 1:

@@ -6,9 +6,8 @@ A source spec is a mapping with a ``loader`` name and that loader's arguments::
     {loader: synthetic, split: train, seed: 0}
     {loader: table, path: my.jsonl, columns: {query: prompt}}
 
-``load_source`` looks the loader up (``router_lab.data.loaders.LOADERS`` plus the built-in
-``synthetic`` benchmark), and stores the result as a HF ``datasets.Dataset`` under
-``cache_dir/datasets/<key>``: the key covers the spec and the file's size and mtime, so an
+``load_source`` looks the loader up in ``router_lab.data.loaders.LOADERS`` and stores the
+result as a HF ``datasets.Dataset`` under ``cache_dir/datasets/<key>``: the key covers the spec and the file's size and mtime, so an
 edited file is re-read and an unchanged one is not.
 """
 from __future__ import annotations
@@ -20,39 +19,13 @@ import logging
 import os
 import shutil
 import uuid
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from router_lab.data.loaders import LOADERS
 from router_lab.data.records import DataError, RoutingRecord, dataset_llm_names, dataset_to_records, records_to_dataset
 
 log = logging.getLogger(__name__)
-
-
-@lru_cache(maxsize=8)
-def _synthetic_splits(n_train: int, n_val: int, n_test: int, seed: int, ood_domains: tuple, noise: float):
-    from router_lab.data.synthetic import make_synthetic_benchmark
-
-    return make_synthetic_benchmark(n_train=n_train, n_val=n_val, n_test=n_test, seed=seed,
-                                    ood_domains=ood_domains, noise=noise)
-
-
-def load_synthetic(split: str = "train", n_train: int = 3000, n_val: int = 500, n_test: int = 1500, seed: int = 0,
-                   ood_domains=("law", "translation"), noise: float = 0.5) -> list[RoutingRecord]:
-    """The built-in synthetic benchmark: ``split`` is train, val, test (every test set, in-
-    and out-of-distribution) or one named test set such as ``test_math`` / ``ood_law``."""
-    splits = _synthetic_splits(int(n_train), int(n_val), int(n_test), int(seed), tuple(ood_domains), float(noise))
-    if split == "test":
-        return [r for name, recs in splits.items() if name not in ("train", "val") for r in recs]
-    if split not in splits:
-        raise DataError(f"synthetic benchmark has no split {split!r}; expected train, val, test or one of {sorted(splits)}")
-    return list(splits[split])
-
-
-def registry() -> dict[str, Callable[..., list[RoutingRecord]]]:
-    from router_lab.data.loaders import LOADERS
-
-    return {**LOADERS, "synthetic": load_synthetic}
 
 
 def resolve_loader(spec: Mapping[str, Any], where: str = "data") -> tuple[Callable, dict]:
@@ -60,10 +33,9 @@ def resolve_loader(spec: Mapping[str, Any], where: str = "data") -> tuple[Callab
     spec = dict(spec)
     name = spec.pop("loader", None)
     spec.pop("optional", None)  # a source-spec key (``expand_paths``), not the loader's
-    loaders = registry()
-    if name not in loaders:
-        raise DataError(f"{where}: loader {name!r} is unknown; expected one of {sorted(loaders)}")
-    fn = loaders[name]
+    if name not in LOADERS:
+        raise DataError(f"{where}: loader {name!r} is unknown; expected one of {sorted(LOADERS)}")
+    fn = LOADERS[name]
     try:
         inspect.signature(fn).bind(**spec)
     except TypeError as e:

@@ -219,7 +219,7 @@ def _finalize(cfg: dict, recipe, client: LLMClient, items: ItemLog, n: int, run_
         raise NoRecords(f"no records: all {len(results)} of {n} items were rejected (most often: {top}); "
                         f"the reasons are in {run_dir / 'rejections.jsonl'}")
 
-    from router_lab.data.loaders import save_records_jsonl
+    from router_lab.data.loaders.saved import save_records_jsonl
 
     save_records_jsonl(records, run_dir / "records.jsonl")
     scoring = cfg.get("scoring") or {}

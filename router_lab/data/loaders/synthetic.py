@@ -1,7 +1,7 @@
-"""The built-in synthetic routing benchmark: the framework's default offline data.
+"""The built-in synthetic routing benchmark (``loader: synthetic``): the framework's default offline data.
 
     python benchmarks/synthetic_gap.py          # best single LLM vs per-task best vs oracle
-    python -c "from router_lab.data.synthetic import *; print(describe_benchmark(make_synthetic_benchmark()))"
+    python -c "from router_lab.data.loaders.synthetic import *; print(describe_benchmark(make_synthetic_benchmark()))"
 
 Queries read like user requests from ten domains (math, code, science, medicine, law,
 finance, history, creative_writing, translation, chit_chat) and nine task types (explain,
@@ -751,6 +751,23 @@ def make_synthetic_benchmark(n_train: int = 3000, n_val: int = 500, n_test: int 
     for k, (name, domain) in enumerate(test_sets):
         splits[name] = _make_split(name, base + (k < extra), [domain], seed, noise)
     return splits
+
+
+@lru_cache(maxsize=8)
+def _cached_benchmark(*args) -> dict[str, list[RoutingRecord]]:
+    return make_synthetic_benchmark(*args)
+
+
+def load_synthetic(split: str = "train", n_train: int = 3000, n_val: int = 500, n_test: int = 1500, seed: int = 0,
+                   ood_domains=("law", "translation"), noise: float = 0.5) -> list[RoutingRecord]:
+    """The benchmark's ``split``: train, val, test (every test set, in- and
+    out-of-distribution) or one named test set such as ``test_math`` / ``ood_law``."""
+    splits = _cached_benchmark(int(n_train), int(n_val), int(n_test), int(seed), tuple(ood_domains), float(noise))
+    if split == "test":
+        return [r for name, recs in splits.items() if name not in ("train", "val") for r in recs]
+    if split not in splits:
+        raise DataError(f"synthetic benchmark has no split {split!r}; expected train, val, test or one of {sorted(splits)}")
+    return list(splits[split])
 
 
 # --------------------------------------------------------------------------- description
