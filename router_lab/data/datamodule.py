@@ -25,9 +25,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from router_lab.data.loaders.common import check_same_llms
 from router_lab.data.records import DataError, RoutingRecord, check_scores
 from router_lab.data.sources import expand_paths, load_records
 from router_lab.encoders import EncoderSpec, embed_texts, load_tokenizer
+from router_lab.metrics import effective_scores
 from router_lab.pool import LLMPool
 
 log = logging.getLogger(__name__)
@@ -61,8 +63,6 @@ class RoutingSplit:
         return [r.text for r in self.records]
 
     def effective_scores(self) -> np.ndarray:
-        from router_lab.metrics import effective_scores
-
         return effective_scores(self.scores, self.score_types)
 
 
@@ -209,40 +209,54 @@ class RouterDataModule(L.LightningDataModule):
         return records, names_by_source
 
     def _resolve_pool(self, names_by_source: dict[str, list[str]]) -> LLMPool:
-        pool = LLMPool.from_config(self.pool_cfg)
-        if pool:
-            return pool
-        # No pool configured: take the LLMs of the training data, in file order.
-        names: list[str] = []
-        for ns in names_by_source.values():
-            names += [n for n in ns if n not in names]
-        return LLMPool.from_names(names)
+        """The one pool check: score files of one experiment score the same LLMs (the
+        error names two that don't), and the pool is the configured one, else the LLMs of
+        the data in file order. Records are checked against it as their split is built."""
+        scored = {src: ns for src, ns in names_by_source.items() if ns}
+        if not self.allow_partial_scores and len(scored) > 1:
+            check_same_llms(scored)
+        return LLMPool.from_config(self.pool_cfg) or LLMPool.from_names(
+            list(dict.fromkeys(n for ns in names_by_source.values() for n in ns)))
 
-    def _to_split(self, name: str, records: list[RoutingRecord], where: str) -> RoutingSplit:
+    def _scores(self, name: str, records: list[RoutingRecord], where: str) -> np.ndarray:
+        """(N, L) scores in pool order, NaN where unscored; (N, 0) for label-only data."""
         if not records:
             raise DataError(f"{where}: {name!r} is empty after filtering; expected at least one record")
         names = self.pool.names
-        has_scores = any(r.scores for r in records)
-        if self.require_scores and not has_scores:
-            raise DataError(f"{where}: {name!r} has no scores; this router needs per-LLM scores for {names}")
-        if has_scores:
-            for r in records:
-                check_scores(r, names, where, require_scores=True, allow_partial=self.allow_partial_scores)
-            scores = np.array([[r.scores.get(n, np.nan) for n in names] for r in records], dtype=np.float32)
-        else:
-            scores = np.zeros((len(records), 0), dtype=np.float32)
+        if not any(r.scores for r in records):
+            if self.require_scores:
+                raise DataError(f"{where}: {name!r} has no scores; this router needs per-LLM scores for {names}")
+            return np.zeros((len(records), 0), dtype=np.float32)
+        for r in records:
+            check_scores(r, names, where, require_scores=True, allow_partial=self.allow_partial_scores)
+        return np.array([[r.scores.get(n, np.nan) for n in names] for r in records], dtype=np.float32)
+
+    def _split(self, name: str, records: list[RoutingRecord], where: str, scores: np.ndarray | None = None,
+               group: str | None = None) -> RoutingSplit:
+        """One split, whole: arrays aligned with the pool, task ids and labels."""
+        scores = self._scores(name, records, where) if scores is None else scores
         costs = None
         if any(r.costs for r in records):
-            costs = np.array([[(r.costs or {}).get(n, c) for n, c in zip(names, self.pool.costs)] for r in records],
-                             dtype=np.float32)
+            costs = np.array([[(r.costs or {}).get(n, c) for n, c in zip(self.pool.names, self.pool.costs)]
+                              for r in records], dtype=np.float32)
         elif any(self.pool.costs):
             costs = np.tile(np.asarray(self.pool.costs, np.float32), (len(records), 1))
+        score_types = [r.score_type for r in records]
+        if self.label_kind == "label":
+            labels = [self._category_index.get(r.label, -1) if r.label else -1 for r in records]
+        elif scores.size and not np.isnan(scores).all():
+            # Ties between best LLMs (common: several score 1.0) go to the LLM that is best
+            # on average over training, not to whichever comes first in the pool.
+            e = np.nan_to_num(effective_scores(scores, score_types), nan=-1.0)
+            best = e >= e.max(axis=1, keepdims=True) - 1e-9
+            labels = np.where(best, self.train_mean_scores[None, :] + 10.0, -np.inf).argmax(axis=1)
+        else:
+            labels = [-1] * len(records)
         return RoutingSplit(
-            name=name, records=records, scores=scores, costs=costs,
-            score_types=[r.score_type for r in records], tasks=[r.task for r in records],
-            labels=np.full(len(records), -1, np.int64),
+            name=name, records=records, scores=scores, costs=costs, score_types=score_types,
+            tasks=[r.task for r in records], labels=np.asarray(labels, np.int64),
             cluster_ids=np.array([-1 if r.cluster_id is None else r.cluster_id for r in records], np.int64),
-            task_ids=np.zeros(len(records), np.int64),
+            task_ids=np.array([self._task_index[r.task] for r in records], np.int64), group=group,
         )
 
     def _stratified_split(self, records: list[RoutingRecord], fraction: float, seed: int):
@@ -282,9 +296,8 @@ class RouterDataModule(L.LightningDataModule):
             self._embed(wanted)
 
     def _load_all(self) -> None:
+        """Records of every source -> the pool -> labelling facts of train -> whole splits."""
         train_recs, names = self._load(_as_list(self.train_spec, "data.train"), "data.train")
-        val_specs = self.val_spec
-        test_named: dict[str, list[RoutingRecord]] = {}
         seed = int(self.split_cfg["seed"])
         # Optional test sources whose files are absent drop out; with none left, carve.
         test_specs = {k: sp for k, spec in (self.test_spec or {}).items()
@@ -292,42 +305,41 @@ class RouterDataModule(L.LightningDataModule):
         if self.test_spec and not test_specs:
             log.info("data.test: no test files found; carving a held-out test split (test_fraction=%s) out of train",
                      self.split_cfg["test_fraction"])
-        if test_specs:
-            for tname, spec in test_specs.items():
-                recs, n2 = self._load(spec, f"data.test.{tname}")
-                names.update(n2)
-                test_named[tname] = recs
-        else:
-            train_recs, carved = self._stratified_split(train_recs, float(self.split_cfg["test_fraction"]), seed)
-            test_named["test"] = carved
-        if val_specs is None:
+        test_named: dict[str, list[RoutingRecord]] = {}
+        for tname, spec in test_specs.items():
+            test_named[tname], n2 = self._load(spec, f"data.test.{tname}")
+            names.update(n2)
+        if not test_specs:
+            train_recs, test_named["test"] = self._stratified_split(
+                train_recs, float(self.split_cfg["test_fraction"]), seed)
+        if self.val_spec is None:
             train_recs, val_recs = self._stratified_split(train_recs, float(self.split_cfg["val_fraction"]), seed + 1)
-        elif val_specs == "train":  # RouterDC's protocol: select checkpoints on the training sets
+        elif self.val_spec == "train":  # RouterDC's protocol: select checkpoints on the training sets
             val_recs = list(train_recs)
         else:
-            val_recs, n2 = self._load(_as_list(val_specs, "data.val"), "data.val")
+            val_recs, n2 = self._load(_as_list(self.val_spec, "data.val"), "data.val")
             names.update(n2)
-
-        if not self.allow_partial_scores:
-            # Score files of one experiment must score the same LLMs: name the two that don't.
-            from router_lab.data.loaders.common import check_same_llms
-
-            scored = {src: ns for src, ns in names.items() if ns}
-            if len(scored) > 1:
-                check_same_llms(scored)
         self.pool = self._resolve_pool(names)
-        self.train_set = self._to_split("train", train_recs, "data.train")
-        self.val_set = self._to_split("val", val_recs, "data.val")
+
+        # Test sets: one per name, or one per task of a multi-task source.
+        tests: list[tuple[str, list[RoutingRecord], str]] = []
         for tname, recs in test_named.items():
             tasks = sorted({r.task for r in recs})
             if self.test_split_by_task and len(tasks) > 1:
-                for t in tasks:
-                    self.test_sets[t] = self._to_split(t, [r for r in recs if r.task == t], f"data.test.{tname}")
+                tests += [(t, [r for r in recs if r.task == t], f"data.test.{tname}") for t in tasks]
             else:
-                self.test_sets[tname] = self._to_split(tname, recs, f"data.test.{tname}")
+                tests.append((tname, recs, f"data.test.{tname}"))
+        self.tasks = sorted({r.task for r in train_recs})
+        extra = sorted({r.task for recs in [val_recs, *(t[1] for t in tests)] for r in recs} - set(self.tasks))
+        self._task_index = {t: i for i, t in enumerate(self.tasks + extra)}
+        self.groups = self._test_groups({n: {r.task for r in recs} for n, recs, _ in tests})
+        group_of = {m: g for g, members in self.groups.items() for m in members}
 
-        self._assign_tasks_and_labels()
-        self._assign_groups()
+        train_scores = self._scores("train", train_recs, "data.train")
+        self._set_labelling(train_recs, train_scores)
+        self.train_set = self._split("train", train_recs, "data.train", train_scores)
+        self.val_set = self._split("val", val_recs, "data.val")
+        self.test_sets = {n: self._split(n, recs, where, group=group_of.get(n)) for n, recs, where in tests}
         self._ready = True
         log.info("data: %d train, %d val, test sets %s; pool %s", len(self.train_set), len(self.val_set),
                  {k: len(v) for k, v in self.test_sets.items()}, self.pool.names)
@@ -335,63 +347,44 @@ class RouterDataModule(L.LightningDataModule):
     def _all_splits(self) -> list[RoutingSplit]:
         return [self.train_set, self.val_set, *self.test_sets.values()]
 
-    def _assign_tasks_and_labels(self) -> None:
-        self.tasks = sorted({t for t in self.train_set.tasks})
-        extra = sorted({t for s in self._all_splits() for t in s.tasks} - set(self.tasks))
-        task_index = {t: i for i, t in enumerate(self.tasks + extra)}
-        for s in self._all_splits():
-            s.task_ids = np.array([task_index[t] for t in s.tasks], np.int64)
-
-        train_has_labels = any(r.label for r in self.train_set.records)
+    def _set_labelling(self, records: list[RoutingRecord], scores: np.ndarray) -> None:
+        """What the labels are (``label_kind``, ``categories``) and ``train_mean_scores``
+        (per-LLM mean effective score on train; None without scores), from train only."""
+        has_scores = scores.size > 0 and not np.isnan(scores).all()
+        self.train_mean_scores = np.nanmean(effective_scores(scores, [r.score_type for r in records]), axis=0) \
+            if has_scores else None
+        train_has_labels = any(r.label for r in records)
         source = self.label_source
         if source == "auto":
             source = "label" if train_has_labels else "best_llm"
         if source == "label" and not train_has_labels:
             raise DataError("data.label_source=label but the training records have no 'label'; "
                             "expected a category per record (or label_source=best_llm with scores)")
-        if source == "best_llm" and not self.train_set.has_scores:
+        if source == "best_llm" and not has_scores:
             raise DataError("data: the training records have neither labels nor scores; "
                             "expected a 'label' per record or per-LLM scores")
         self.label_kind = source
-        if source == "label":
-            self.categories = sorted({r.label for r in self.train_set.records if r.label})
-            cat_index = {c: i for i, c in enumerate(self.categories)}
-            for s in self._all_splits():
-                s.labels = np.array([cat_index.get(r.label, -1) if r.label else -1 for r in s.records], np.int64)
-        else:
-            self.categories = list(self.pool.names)
-            # Ties between best LLMs (common: several score 1.0) go to the LLM that is best
-            # on average over training, not to whichever comes first in the pool.
-            eff = self.train_set.effective_scores()
-            prior = np.nanmean(eff, axis=0)
-            self.train_mean_scores = prior
-            for s in self._all_splits():
-                if s.has_scores:
-                    e = np.nan_to_num(s.effective_scores(), nan=-1.0)
-                    best = e >= e.max(axis=1, keepdims=True) - 1e-9
-                    s.labels = np.where(best, prior[None, :] + 10.0, -np.inf).argmax(axis=1).astype(np.int64)
-        if self.train_set.has_scores:
-            self.train_mean_scores = np.nanmean(self.train_set.effective_scores(), axis=0)
+        self.categories = sorted({r.label for r in records if r.label}) if source == "label" else list(self.pool.names)
+        self._category_index = {c: i for i, c in enumerate(self.categories)}
 
-    def _assign_groups(self) -> None:
+    def _test_groups(self, test_tasks: dict[str, set[str]]) -> dict[str, list[str]]:
+        """Test set groups: in/out of distribution (``auto``: are its tasks seen in
+        training?), none, or the configured ``{group: [test set, ...]}``."""
         cfg = self.test_groups_cfg
-        seen = set(self.tasks)
         if cfg in (None, "none", False):
-            self.groups = {}
-        elif cfg == "auto":
-            ind = [n for n, s in self.test_sets.items() if set(s.tasks) <= seen]
-            ood = [n for n, s in self.test_sets.items() if not set(s.tasks) <= seen]
-            self.groups = {k: v for k, v in {"in_distribution": ind, "out_of_distribution": ood}.items() if v}
-        else:
-            self.groups = {str(g): list(members) for g, members in dict(cfg).items()}
-            for g, members in self.groups.items():
-                unknown = [m for m in members if m not in self.test_sets]
-                if unknown:
-                    raise DataError(f"data.test_groups.{g} names unknown test set(s) {unknown}; "
-                                    f"expected some of {sorted(self.test_sets)}")
-        for g, members in self.groups.items():
-            for m in members:
-                self.test_sets[m].group = g
+            return {}
+        if cfg == "auto":
+            seen = set(self.tasks)
+            ind = [n for n, ts in test_tasks.items() if ts <= seen]
+            ood = [n for n, ts in test_tasks.items() if not ts <= seen]
+            return {k: v for k, v in {"in_distribution": ind, "out_of_distribution": ood}.items() if v}
+        groups = {str(g): list(members) for g, members in dict(cfg).items()}
+        for g, members in groups.items():
+            unknown = [m for m in members if m not in test_tasks]
+            if unknown:
+                raise DataError(f"data.test_groups.{g} names unknown test set(s) {unknown}; "
+                                f"expected some of {sorted(test_tasks)}")
+        return groups
 
     def _embed(self, splits: list[RoutingSplit]) -> None:
         """Embed (through the cache) the given splits that have no embeddings yet, in one
@@ -426,7 +419,7 @@ class RouterDataModule(L.LightningDataModule):
             "tasks": list(self.tasks),
             "embedding_dim": int(self.train_set.embeddings.shape[1]) if self.train_set.embeddings is not None
             else hidden_size(self.encoder),
-            "train_mean_scores": [float(x) for x in getattr(self, "train_mean_scores", [])],
+            "train_mean_scores": [] if self.train_mean_scores is None else [float(x) for x in self.train_mean_scores],
             "has_scores": bool(self.train_set.has_scores),
             # RouterDC's cluster loss needs cluster ids on every training record.
             "has_cluster_ids": bool((self.train_set.cluster_ids >= 0).all()),
