@@ -69,7 +69,7 @@ for label in labels:
         print(f"{label}: reusing the finished run {run}")
     else:
         wall, _, _ = train_run(
-            ["data=clinc150", "data.test=null", f"data.train.label={label}",
+            ["data=clinc150", "data.test=null", f"data.source.label={label}",
              # checkpoints on the file's val split (the threshold is chosen there too); the
              # held-out test is carved from train (data.test=null) + oos_train
              "data.val={loader: clinc150, path: '${paths.data_dir}/clinc150/clinc150_train_val.json', split: val, "

@@ -41,8 +41,8 @@ FAMILIES = {
     "routerdc": ["model=routerdc", "model.cluster_loss_weight=0", "model.task_loss_weight=1.0"],
     "rankrouter": ["model=rankrouter"],
 }
-PROMPTS = {"strip": ["data.train.strip_few_shot=true"], "left": ["data.train.strip_few_shot=false"],
-           "right": ["data.train.strip_few_shot=false", "data.truncation_side=right"]}
+PROMPTS = {"strip": ["data.source.strip_few_shot=true"], "left": ["data.source.strip_few_shot=false"],
+           "right": ["data.source.strip_few_shot=false", "data.truncation_side=right"]}
 
 
 def compose(overrides: list[str], out_dir: Path):

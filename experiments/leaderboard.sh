@@ -11,7 +11,7 @@
 # the CPU setting; SUFFIX= for the GPU experiments). Benchmarks (BENCHMARKS, default all four):
 #   synthetic   the built-in benchmark
 #   split2      RouterDC's split2 (held-out validation where the family's experiment says so)
-#   routerbench data=routerbench (ROUTERBENCH="data.train.path=..." to point at your file)
+#   routerbench data=routerbench (ROUTERBENCH="data.train=..." to point at your file)
 #   clinc150    CLINC150 domains (label data: score-based families are reported as failed)
 # Writes outputs/leaderboard/<time>/<benchmark>/{<family>/,report/} and LEADERBOARD.md there.
 STUDY=leaderboard

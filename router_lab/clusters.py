@@ -3,7 +3,7 @@ reduce the dimension, K-means them, and write new data files with a ``cluster_id
 
     python -m router_lab.clusters                                    # split2 train files, MiniLM, 5 clusters
     python -m router_lab.clusters n_clusters=10 reduce=pca reduce_dim=32 seed=1
-    python -m router_lab.clusters data.train.0.path=my_train.json 'data.train=[${data.train.0}]'
+    python -m router_lab.clusters 'data.train=[my_train.json]'                # other split2-format files
 
 Inputs are the data config's ``train`` sources (all clustered together, as the reference
 notebook does). Outputs go to ``<run dir>/data/<input folder>/<input file>``, never over an
@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from router_lab.config_schema import ClustersConfig
 from router_lab.data.loaders.saved import save_records_jsonl
 from router_lab.data.records import RoutingRecord
-from router_lab.data.sources import load_records
+from router_lab.data.sources import load_records, source_specs
 from router_lab.encoders import embed_texts
 from router_lab.errors import UserError, hydra_cli, run_main
 from router_lab.files import check_output_is_not_input, write_atomic
@@ -35,8 +35,7 @@ REDUCTIONS = ("none", "pca", "tsne")
 
 def training_sources(data_cfg: Mapping[str, Any]) -> list[dict]:
     """The data config's train specs, without ``n_items`` (whole files are clustered)."""
-    train = data_cfg.get("train")
-    specs = [dict(train)] if isinstance(train, Mapping) else [dict(s) for s in (train or [])]
+    specs = source_specs(data_cfg.get("train"), data_cfg.get("source"), "data.train")
     if not specs:
         raise UserError("data.train is empty; expected the training files to cluster")
     return [{k: v for k, v in s.items() if k != "n_items"} for s in specs]
@@ -135,13 +134,13 @@ def generate(cfg: DictConfig) -> dict:
         start += len(rs)
     print(task_cluster_counts([r.task for r in records], ids))
     print("\ntrain on them with:")
-    if isinstance(data_cfg.get("train"), Mapping):  # one source: replace it by the new file
-        print(f"  '~data.train' '+data.train={{loader: records, path: {files[0]}}}'")
-    for i, (spec, f) in enumerate(zip(specs, files)):
-        if isinstance(data_cfg.get("train"), Mapping):
-            break
-        loader = "" if spec.get("loader") == "routerdc" else f" data.train.{i}.loader=records"
-        print(f"  data.train.{i}.path={f}{loader}")
+    train = data_cfg.get("train")
+    if isinstance(train, list) and all(isinstance(s, Mapping) and s.get("loader") == "routerdc" for s in train):
+        for i, f in enumerate(files):  # split2: same format, the spec keeps its n_items
+            print(f"  data.train.{i}.path={f}")
+    else:  # a spec naming its loader is read as is (routerdc files stay routerdc JSON)
+        print("  'data.train=[" + ", ".join(f"{{loader: {'routerdc' if s.get('loader') == 'routerdc' else 'records'}, "
+                                         f"path: {f}}}" for s, f in zip(specs, files)) + "]'")
     return {"files": files, "cluster_ids": ids, "embeddings": z, "tasks": [r.task for r in records]}
 
 

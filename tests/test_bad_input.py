@@ -85,11 +85,13 @@ ROWS = [
     Row("router_lab.train", (*HYDRA, "trainer.max_epoch=3"), "trainer.max_epoch"),
     Row("router_lab.train", (*HYDRA, "seed=[1"), "seed=[1"),
     Row("router_lab.train", (*HYDRA, "+data.bogus=1"), "unexpected keyword argument 'bogus'"),
-    Row("router_lab.train", (*HYDRA, "data=files", "data.train.path={file:inf_costs.jsonl}",
-                     "+data.train.columns.costs=costs"), "not NaN or infinite"),
-    Row("router_lab.train", (*HYDRA, "data=files", "data.train.path={file:big_score.jsonl}",
-                     "data.train.score_type=multi_attempt"), "in [0, 1]"),
-    Row("router_lab.train", (*HYDRA, "data=files", "data.train.path={tmp}/missing.jsonl"), "missing.jsonl"),
+    Row("router_lab.train", (*HYDRA, "data=files", "data.train={file:inf_costs.jsonl}",
+                     "+data.source.columns.costs=costs"), "not NaN or infinite"),
+    Row("router_lab.train", (*HYDRA, "data=files", "data.train={file:big_score.jsonl}",
+                     "data.source.score_type=multi_attempt"), "in [0, 1]"),
+    Row("router_lab.train", (*HYDRA, "data=files", "data.train={tmp}/missing.jsonl"), "missing.jsonl"),
+    Row("router_lab.train", (*HYDRA, "data=files", "data.train=[{file:inf_costs.jsonl},3]"),
+        "data.train[1]: 3 is neither a file path nor a source spec"),
     # ---- eval
     Row("router_lab.eval", (*HYDRA, "ckpt_path={tmp}/nope.ckpt"), "nope.ckpt"),
     Row("router_lab.eval", (*HYDRA, "ckpt_path={run}/checkpoints/best.ckpt", "data=nosuch"), "data/nosuch"),
@@ -358,5 +360,5 @@ def test_a_missing_mandatory_value_is_one_line(tmp_path):
     from router_lab.config_schema import TrainConfig, check_config
     from router_lab.errors import UserError
 
-    with pytest.raises(UserError, match=r"data\.train\.path: .*data\.path"):
+    with pytest.raises(UserError, match=r"data\.train: .*data\.path"):
         check_config(compose(["data=synthetic_generated"], output_dir=tmp_path), TrainConfig)

@@ -56,14 +56,17 @@ def check_loader_specs(cfg: DictConfig) -> None:
     from router_lab.data.sources import resolve_loader
 
     data = OmegaConf.to_container(cfg.data, resolve=False)
-    specs = []
+    source = data.get("source") or {}
+    files = []  # each a path (read with data.source) or a spec (merged onto it unless it names another loader)
     for key in ("train", "val"):
         v = data.get(key)
-        specs += v if isinstance(v, list) else ([v] if isinstance(v, dict) else [])
+        files += v if isinstance(v, list) else ([v] if isinstance(v, dict) else [])
     test = data.get("test") or {}
-    for v in ([test] if "loader" in test else test.values()):  # one spec, or name -> spec(s)
-        specs += v if isinstance(v, list) else [v]
-    for spec in specs:
+    for v in ([test] if not isinstance(test, dict) or "loader" in test or "path" in test else test.values()):
+        files += v if isinstance(v, list) else [v]
+    for f in files:
+        spec = {"path": f} if isinstance(f, str) else f
+        spec = {**source, **spec} if spec.get("loader", source.get("loader")) == source.get("loader") else spec
         resolve_loader(spec, where="test")  # raises DataError on an unknown loader or argument
 
 

@@ -85,7 +85,7 @@ def test_report_writes_json_png_and_flat_metrics(tmp_path):
 
 
 def _overrides(csv: Path, tiny_bert) -> list[str]:
-    return ["+experiment=routerdc_routerbench", f"data.train.path={csv}", f"encoder.pretrained={tiny_bert}",
+    return ["+experiment=routerdc_routerbench", f"data.train={csv}", f"encoder.pretrained={tiny_bert}",
             "encoder.max_length=32", "model.top_k=1", "model.last_k=2", "trainer.max_steps=4",
             "trainer.val_check_interval=2", "data.batch_size=8", "model.H=1"]
 

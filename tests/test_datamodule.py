@@ -234,7 +234,7 @@ def test_several_training_files_are_one_override(tmp_path, tiny_bert):
     a = _rb_csv(tmp_path / "a_train.csv", "a")
     b = _rb_csv(tmp_path / "b_train.csv", "b")
     ta = _rb_csv(tmp_path / "a_test.csv", "a", n=5, start=50)
-    cfg = compose(["data=routerbench", f"data.train.path=[{a},{b}]", f"data.test.path=[{ta}]",
+    cfg = compose(["data=routerbench", f"data.train=[{a},{b}]", f"data.test=[{ta}]",
                    f"paths.cache_dir={tmp_path / 'cache'}", f"encoder.pretrained={tiny_bert}"])
     import hydra
 
@@ -247,3 +247,31 @@ def test_several_training_files_are_one_override(tmp_path, tiny_bert):
                           encoder={"pretrained": str(tiny_bert)}, cache_dir=str(tmp_path / "cache"))
     with pytest.raises(DataError, match=r"no file matches .*\*_nope.csv"):
         dm.setup()
+
+
+def test_train_on_several_files_is_data_train_list(tmp_path, tiny_bert, cfg_factory):
+    """``data.train=[f1,f2]`` (issue 16): each file read with data.source; the run trains and
+    tests on both files' tasks. A bad entry is one line naming it."""
+    from router_lab.train import train
+
+    f1 = write_jsonl(tmp_path / "f1.jsonl", rows(40, tasks=("math",)))
+    f2 = write_jsonl(tmp_path / "f2.jsonl", [dict(r, id=f"b{i}") for i, r in enumerate(rows(40, tasks=("chat",)))])
+    t = write_jsonl(tmp_path / "t.jsonl", [dict(r, id=f"t{i}") for i, r in enumerate(rows(10))])
+    cfg = cfg_factory(["data=files", f"data.train=[{f1},{f2}]", f"data.test=[{t}]", "model=knn", "model.k=3",
+                       f"encoder.pretrained={tiny_bert}", "encoder.max_length=16", "callbacks=none"])
+    metrics, objects = train(cfg)
+    dm = objects["datamodule"]
+    assert sorted({r.task for r in dm.train_set.records}) == ["chat", "math"] and len(dm.train_set) == 72
+    assert {k: len(v) for k, v in dm.test_sets.items()} == {"chat": 5, "math": 5}
+    assert "math/router/acc_predict" in metrics and "chat/router/acc_predict" in metrics
+
+    from router_lab.data.sources import source_specs
+
+    table = {"loader": "table", "score_type": "probability"}
+    assert source_specs(["a.jsonl", {"path": "b.csv", "score_type": "multi_attempt"}, {"loader": "records", "path": "c"}],
+                        table, "data.train") == [{**table, "path": "a.jsonl"}, {**table, "path": "b.csv",
+                                                 "score_type": "multi_attempt"}, {"loader": "records", "path": "c"}]
+    with pytest.raises(DataError, match=r"data.train\[1\]: 3 is neither a file path nor a source spec"):
+        source_specs(["a.jsonl", 3], table, "data.train")
+    with pytest.raises(DataError, match="names no loader"):
+        source_specs("a.jsonl", None, "data.train")

@@ -64,7 +64,7 @@ def label_run(tmp_path_factory) -> dict:
     train_file = write_jsonl(root / "train.jsonl", label_rows())
     run = root / "run"
     cfg = compose([f"paths.cache_dir={root / 'cache'}", "logger=none", "trainer.accelerator=cpu",
-                   "extras.print_config=false", "data=files", f"data.train.path={train_file}",
+                   "extras.print_config=false", "data=files", f"data.train={train_file}",
                    "trainer.max_epochs=3", f"encoder.pretrained={enc}", "encoder.name=tiny_bert",
                    "encoder.max_length=32", "model.head_lr=0.01"], output_dir=run)
     metrics, _ = train(cfg)
@@ -310,7 +310,7 @@ def test_clinc150_domain_router_calibrates_on_val_and_oos_val(tmp_path, capsys):
     enc = make_tiny_encoder("bert", tmp_path / "tiny_bert")
     run = tmp_path / "run"
     cfg = compose([f"paths.cache_dir={tmp_path / 'cache'}", "logger=none", "trainer.accelerator=cpu",
-                   "extras.print_config=false", "data=clinc150", f"data.train.path={CLINC}",
+                   "extras.print_config=false", "data=clinc150", f"data.source.path={CLINC}",
                    f"data.val.path={CLINC}", f"data.test.val.path={CLINC}", "trainer.max_epochs=1",
                    f"encoder.pretrained={enc}", "encoder.name=tiny_bert", "encoder.max_length=32"], output_dir=run)
     metrics, _ = train(cfg)

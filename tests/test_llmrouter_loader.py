@@ -50,8 +50,8 @@ def test_train_on_llmrouter_data(tmp_path, cfg_factory):
     from router_lab.train import train
 
     p = write_rows(tmp_path / "r.jsonl", n=200)
-    cfg = cfg_factory(["model=knn", "model.k=5", "data=files", "data.train.loader=llmrouter",
-                       f"data.train.path={p}", "~data.train.columns", "~data.train.score_type"])
+    cfg = cfg_factory(["model=knn", "model.k=5", "data=files",
+                       f"data.train={{loader: llmrouter, path: {p}}}"])  # names another loader than data.source
     metrics, _ = train(cfg)
     for task in ("math", "chat"):  # test sets are carved per task; the right LLM is easy to find
         assert metrics[f"{task}/router/acc_predict"] == 1.0 > metrics[f"{task}/random/acc_predict"]

@@ -495,7 +495,7 @@ def test_routerbench_pickle_is_refused_without_opt_in(tmp_path):
         load_routerbench(evil)
     assert not marker.exists()
     # The real entry point: one `error:` line naming the opt-in, exit 2, nothing ran.
-    p = subprocess.run([sys.executable, "-m", "router_lab.train", "data=routerbench", f"data.train.path={evil}",
+    p = subprocess.run([sys.executable, "-m", "router_lab.train", "data=routerbench", f"data.train={evil}",
                         f"paths.cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / 'run'}", "logger=none",
                         "extras.print_config=false"], capture_output=True, text=True, cwd=Path(__file__).parents[1])
     assert p.returncode == 2, p.stderr[-2000:]

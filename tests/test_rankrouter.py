@@ -143,7 +143,7 @@ def test_capability_profile_init_and_bad_settings():
 
 
 def test_experiments_compose_with_the_reference_defaults():
-    cfg = compose(["+experiment=rankrouter_arena", "data.train.path=x.parquet"])
+    cfg = compose(["+experiment=rankrouter_arena", "data.train=x.parquet"])
     assert cfg.model._target_ == "router_lab.models.rankrouter.RankRouter"
     assert (cfg.data.batch_size, cfg.trainer.max_epochs, cfg.model.lr, cfg.model.embedding_dim, cfg.model.margin,
             cfg.model.num_clusters, cfg.model.similarity, cfg.model.loss, cfg.seed) == (32, 10, 1e-4, 512, 1.0, 50,
@@ -159,7 +159,7 @@ def test_experiments_compose_with_the_reference_defaults():
 
 # ---------------------------------------------------------------- end to end
 def arena_overrides(path: Path) -> list[str]:
-    return ["+experiment=rankrouter_arena", f"data.train.path={path}"]
+    return ["+experiment=rankrouter_arena", f"data.train={path}"]
 
 
 def test_arena_split_is_80_10_10(tmp_path, cfg_factory):
@@ -246,8 +246,8 @@ BAD_ROWS = {
 def test_bad_arena_rows_are_one_error_line_and_no_result(tmp_path, cfg_factory, capsys, case):
     row, expected = BAD_ROWS[case]
     path = write_arena(tmp_path / "arena.parquet", n=20, extra_rows=[{"question_id": "bad", "prompt": "x", **row}])
-    cfg = cfg_factory(arena_overrides(path) + [f"data.train.llm_names=[{','.join(MODELS)}]",
-                                               "data.train.unknown_models=fail", "debug=fast_dev_run"])
+    cfg = cfg_factory(arena_overrides(path) + [f"data.source.llm_names=[{','.join(MODELS)}]",
+                                               "data.source.unknown_models=fail", "debug=fast_dev_run"])
     assert expected in run_failing(cfg, capsys)
 
 
@@ -257,7 +257,7 @@ def test_unknown_models_are_dropped_with_a_count_in_the_log(tmp_path, cfg_factor
     extra = [{"question_id": f"x{i}", "prompt": "hello", "model_a": "gpt-9", "model_b": "coder-7b",
               "winner": "model_a"} for i in range(3)]
     path = write_arena(tmp_path / "arena.parquet", n=40, extra_rows=extra)
-    cfg = cfg_factory(arena_overrides(path) + [f"data.train.llm_names=[{','.join(MODELS)}]", "debug=fast_dev_run"])
+    cfg = cfg_factory(arena_overrides(path) + [f"data.source.llm_names=[{','.join(MODELS)}]", "debug=fast_dev_run"])
     with caplog.at_level(logging.WARNING):
         train(cfg)
     assert "dropped 3 row(s)" in caplog.text and "gpt-9" in caplog.text
@@ -265,7 +265,7 @@ def test_unknown_models_are_dropped_with_a_count_in_the_log(tmp_path, cfg_factor
 
 def test_empty_split_after_filtering_is_one_error_line(tmp_path, cfg_factory, capsys):
     path = write_arena(tmp_path / "arena.parquet", n=10)
-    cfg = cfg_factory(arena_overrides(path) + ["data.train.llm_names=[nobody-1b,nobody-2b]", "debug=fast_dev_run"])
+    cfg = cfg_factory(arena_overrides(path) + ["data.source.llm_names=[nobody-1b,nobody-2b]", "debug=fast_dev_run"])
     assert "no records" in run_failing(cfg, capsys)
 
 

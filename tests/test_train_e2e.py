@@ -55,7 +55,7 @@ def test_eval_reloads_the_checkpoint_and_reproduces_the_metrics(trained_run, tmp
 
 def test_missing_data_file_is_one_line_and_leaves_no_result(tmp_path):
     out = tmp_path / "run"
-    p = run(["data=files", f"data.train.path={tmp_path / 'nope.jsonl'}", f"hydra.run.dir={out}",
+    p = run(["data=files", f"data.train={tmp_path / 'nope.jsonl'}", f"hydra.run.dir={out}",
              "extras.print_config=false"], tmp_path)
     assert p.returncode == 2
     err = [l for l in p.stderr.splitlines() if l.startswith("error:")]
@@ -66,7 +66,7 @@ def test_missing_data_file_is_one_line_and_leaves_no_result(tmp_path):
 def test_malformed_jsonl_names_the_line(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"query": "a", "scores": {"x": 1}}\n{not json\n')
-    p = run(["data=files", f"data.train.path={bad}", f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
+    p = run(["data=files", f"data.train={bad}", f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
     assert p.returncode == 2 and "line 2" in p.stderr
 
 

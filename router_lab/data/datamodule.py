@@ -1,14 +1,15 @@
 """RouterDataModule: routing records -> batches, for every router family.
 
     python -m router_lab.train data=split2 encoder=minilm          # frozen MiniLM, cached embeddings
-    python -m router_lab.train data=clinc150 data.label_field=intent
+    python -m router_lab.train data=files 'data.train=[a.jsonl,b.jsonl]'   # several training files
 
-Sources (``train``, ``val``, ``test``) are loader specs (see ``router_lab.data.sources``);
-``train`` may be a list (concatenated), ``test`` a mapping name -> spec (each reported
-separately). Without ``val``/``test`` a seeded split stratified by task is carved out of
-``train`` (by query text: every copy of a text on one side). Multi-task test sources are split per task (``test_split_by_task``), and test
-sets are grouped into in-distribution (task seen in training) and out-of-distribution
-groups, or into the groups named in ``test_groups``.
+``train``, ``val`` and ``test`` name files (a path, a glob, a loader spec or a list of
+them, concatenated), read with the data config's ``source`` (``sources.source_specs``);
+``test`` may also map names to files (each reported separately). Without ``val``/``test``
+a seeded split stratified by task is carved out of ``train`` (by query text: every copy of
+a text on one side). Multi-task test sources are split per task (``test_split_by_task``),
+and test sets are grouped into in-distribution (task seen in training) and
+out-of-distribution groups, or into the groups named in ``test_groups``.
 
 Frozen encoders: every text is embedded once through the on-disk cache and batches carry
 ``embedding``. Fine-tuning: batches carry ``input_ids``/``attention_mask`` padded to the
@@ -23,11 +24,11 @@ from typing import Any, Mapping
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
 
 from router_lab.data.loaders.common import check_same_llms
 from router_lab.data.records import DataError, RoutingRecord, check_scores
-from router_lab.data.sources import expand_paths, load_records
+from router_lab.data.sources import load_records, source_specs
 from router_lab.encoders import EncoderSpec, embed_texts, load_tokenizer
 from router_lab.metrics import effective_scores
 from router_lab.pool import LLMPool
@@ -69,11 +70,8 @@ class RoutingSplit:
 class _SplitDataset(Dataset):
     def __init__(self, split: RoutingSplit, frozen: bool):
         self.s = split
-        self.frozen = frozen
-        n, l = len(split), split.scores.shape[1] if split.scores.ndim == 2 else 0
-        sc = np.nan_to_num(split.scores, nan=0.0) if l else np.zeros((n, 0), np.float32)
-        self.scores = torch.as_tensor(sc, dtype=torch.float32)
-        self.score_mask = torch.as_tensor(~np.isnan(split.scores) if l else np.zeros((n, 0), bool))
+        self.scores = torch.as_tensor(np.nan_to_num(split.scores, nan=0.0), dtype=torch.float32)  # (N, L) or (N, 0)
+        self.score_mask = torch.as_tensor(~np.isnan(split.scores))
         self.costs = torch.as_tensor(split.costs, dtype=torch.float32) if split.costs is not None else None
         self.is_probability = torch.as_tensor([t == "probability" for t in split.score_types])
         self.emb = torch.as_tensor(split.embeddings) if frozen and split.embeddings is not None else None
@@ -109,15 +107,11 @@ class Collate:
         self.pad_to_max_length = pad_to_max_length
 
     def __call__(self, items: list[dict]) -> dict:
-        out: dict[str, Any] = {}
-        for k in items[0]:
-            if k == "text":
-                continue
-            vals = [it[k] for it in items]
-            out[k] = torch.stack(vals) if isinstance(vals[0], torch.Tensor) else torch.as_tensor(vals)
-        if "text" in items[0]:
+        texts = [it.pop("text") for it in items] if "text" in items[0] else None
+        out = default_collate(items)
+        if texts is not None:
             enc = self.tokenizer(
-                [it["text"] for it in items],
+                texts,
                 padding="max_length" if self.pad_to_max_length else "longest",
                 truncation=True,
                 max_length=self.max_length,
@@ -127,19 +121,11 @@ class Collate:
         return out
 
 
-def _as_list(x, where: str = "data") -> list:
-    """Source specs, one per file: a spec or a list of specs, each ``path`` expanded
-    (a list of paths or a glob: see ``sources.expand_paths``)."""
-    if x is None:
-        return []
-    specs = [dict(x)] if isinstance(x, Mapping) and "loader" in x else [dict(s) for s in x]
-    return [e for s in specs for e in expand_paths(s, where)]
-
-
 class RouterDataModule(L.LightningDataModule):
     def __init__(
         self,
         train: Any,
+        source: Mapping[str, Any] | None = None,
         val: Any = None,
         test: Mapping[str, Any] | None = None,
         llm_pool: Mapping[str, Any] | None = None,
@@ -162,18 +148,21 @@ class RouterDataModule(L.LightningDataModule):
     ):
         """``path`` / ``dir``: a base file or directory the source specs may interpolate
         (``${data.path}``, ``${data.dir}``), e.g. a generator run dir for
-        ``data=synthetic_generated data.path=...``. ``truncation_side``: the side this data's
+        ``data=synthetic_generated data.path=...``. ``source``: the loader and settings that
+        file paths in ``train`` / ``val`` / ``test`` are read with (``sources.source_specs``).
+        ``truncation_side``: the side this data's
         long prompts should be cut from; the encoder configs read it (``encoder.truncation_side``
         wins when given)."""
         super().__init__()
         self.path = path
         self.dir = dir
         self.train_spec = train
+        self.source = dict(source or {})
         self.val_spec = val
-        # One spec (``loader`` key; its path may list or glob several files) is the set
-        # "test", split by task; otherwise a mapping name -> spec.
-        self.test_spec = ({"test": dict(test)} if isinstance(test, Mapping) and "loader" in test else dict(test)) \
-            if test else None
+        # Files (a path, a spec or a list) are the set "test", split by task; otherwise a
+        # mapping name -> files.
+        is_files = not isinstance(test, Mapping) or "loader" in test or "path" in test
+        self.test_spec = ({"test": test} if is_files else dict(test)) if test else None
         self.pool_cfg = dict(llm_pool or {})
         self.encoder = EncoderSpec.from_config(encoder or {})
         self.split_cfg = {"val_fraction": 0.1, "test_fraction": 0.2, "seed": 0, **dict(split or {})}
@@ -199,8 +188,7 @@ class RouterDataModule(L.LightningDataModule):
 
     # ------------------------------------------------------------------ loading
     def _load(self, specs: list[dict], where: str) -> tuple[list[RoutingRecord], list[str]]:
-        records: list[RoutingRecord] = []
-        names_by_source: dict[str, list[str]] = {}
+        records, names_by_source = [], {}
         for i, spec in enumerate(specs):
             src = spec.get("path", spec.get("loader"))
             recs, names = load_records(spec, self.cache_dir, where=f"{where}[{i}] ({src})")
@@ -297,11 +285,11 @@ class RouterDataModule(L.LightningDataModule):
 
     def _load_all(self) -> None:
         """Records of every source -> the pool -> labelling facts of train -> whole splits."""
-        train_recs, names = self._load(_as_list(self.train_spec, "data.train"), "data.train")
+        train_recs, names = self._load(source_specs(self.train_spec, self.source, "data.train"), "data.train")
         seed = int(self.split_cfg["seed"])
         # Optional test sources whose files are absent drop out; with none left, carve.
         test_specs = {k: sp for k, spec in (self.test_spec or {}).items()
-                      if (sp := _as_list(spec, f"data.test.{k}"))}
+                      if (sp := source_specs(spec, self.source, f"data.test.{k}"))}
         if self.test_spec and not test_specs:
             log.info("data.test: no test files found; carving a held-out test split (test_fraction=%s) out of train",
                      self.split_cfg["test_fraction"])
@@ -317,7 +305,7 @@ class RouterDataModule(L.LightningDataModule):
         elif self.val_spec == "train":  # RouterDC's protocol: select checkpoints on the training sets
             val_recs = list(train_recs)
         else:
-            val_recs, n2 = self._load(_as_list(self.val_spec, "data.val"), "data.val")
+            val_recs, n2 = self._load(source_specs(self.val_spec, self.source, "data.val"), "data.val")
             names.update(n2)
         self.pool = self._resolve_pool(names)
 
@@ -431,13 +419,8 @@ class RouterDataModule(L.LightningDataModule):
     def _task_mean_scores(self) -> list[list[float]]:
         if not self.train_set.has_scores:
             return []
-        eff = self.train_set.effective_scores()
-        tasks = np.array(self.train_set.tasks)
-        rows = []
-        for t in self.tasks:
-            m = np.nanmean(eff[tasks == t], axis=0)
-            rows.append([float(x) if not np.isnan(x) else 0.0 for x in m])
-        return rows
+        eff, tasks = self.train_set.effective_scores(), np.array(self.train_set.tasks)
+        return [np.nan_to_num(np.nanmean(eff[tasks == t], axis=0)).tolist() for t in self.tasks]
 
     # ------------------------------------------------------------------ loaders
     def _loader(self, split: RoutingSplit, shuffle: bool, batch_size: int) -> DataLoader:

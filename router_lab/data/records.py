@@ -176,22 +176,11 @@ def dataset_llm_names(ds) -> list[str]:
         return []
 
 
-def row_to_record(row: dict, llm_names: Sequence[str]) -> RoutingRecord:
-    scores = {n: float(v) for n, v in zip(llm_names, row["scores"]) if not math.isnan(v)}
-    costs = dict(zip(llm_names, row["costs"])) if row["costs"] else None
-    return RoutingRecord(
-        id=row["id"],
-        query=row["query"],
-        conversation=list(row["conversation"]) or None,
-        task=row["task"],
-        scores=scores,
-        costs=costs,
-        label=row["label"] or None,
-        cluster_id=None if row["cluster_id"] < 0 else int(row["cluster_id"]),
-        score_type=row["score_type"],
-    )
-
-
 def dataset_to_records(ds) -> list[RoutingRecord]:
     names = dataset_llm_names(ds)
-    return [row_to_record(row, names) for row in ds]
+    return [RoutingRecord(
+        id=row["id"], query=row["query"], conversation=list(row["conversation"]) or None, task=row["task"],
+        scores={n: float(v) for n, v in zip(names, row["scores"]) if not math.isnan(v)},
+        costs=dict(zip(names, row["costs"])) if row["costs"] else None, label=row["label"] or None,
+        cluster_id=None if row["cluster_id"] < 0 else int(row["cluster_id"]), score_type=row["score_type"],
+    ) for row in ds]

@@ -32,7 +32,7 @@ def resolve_loader(spec: Mapping[str, Any], where: str = "data") -> tuple[Callab
     """The loader function and its keyword arguments, checked against its signature."""
     spec = dict(spec)
     name = spec.pop("loader", None)
-    spec.pop("optional", None)  # a source-spec key (``expand_paths``), not the loader's
+    spec.pop("optional", None)  # a source-spec key (``source_specs``), not the loader's
     if name not in LOADERS:
         raise DataError(f"{where}: loader {name!r} is unknown; expected one of {sorted(LOADERS)}")
     fn = LOADERS[name]
@@ -73,12 +73,7 @@ def load_source(spec: Mapping[str, Any], cache_dir: str | os.PathLike | None = N
     records = fn(**kwargs)
     if not records:
         raise DataError(f"{where}: source {spec} produced no records; expected at least one")
-    names: list[str] = []
-    for r in records:
-        for n in r.scores:
-            if n not in names:
-                names.append(n)
-    ds = records_to_dataset(records, names)
+    ds = records_to_dataset(records, list(dict.fromkeys(n for r in records for n in r.scores)))
     if target is not None:
         tmp = target.parent / f".tmp-{uuid.uuid4().hex[:8]}"
         ds.save_to_disk(str(tmp))
@@ -90,29 +85,41 @@ def load_source(spec: Mapping[str, Any], cache_dir: str | os.PathLike | None = N
     return ds
 
 
-def expand_paths(spec: Mapping[str, Any], where: str = "data") -> list[dict]:
-    """One spec per file: ``path`` may be one path, a glob (``dir/*_train.csv``) or a list of
-    either; each match becomes its own source (sorted within a glob). A glob that matches
-    nothing is an error unless the spec says ``optional: true`` (then: no sources)."""
+def source_specs(x: Any, source: Mapping[str, Any] | None = None, where: str = "data") -> list[dict]:
+    """One spec per file of a split (``data.train`` / ``data.val`` / one test set): ``x`` is a
+    file path, a glob (``dir/*_train.csv``, sorted matches), a spec, or a list of them. A path
+    is read with ``source``, the data config's loader and its settings; a spec is merged onto
+    ``source`` (its keys win) unless it names another loader. ``data.train=[a.csv,b.csv]`` is so
+    the one way to list files. A glob matching nothing (or a missing file) is an error unless
+    its spec says ``optional: true`` (then: no file)."""
     import glob
 
-    spec = dict(spec)
-    optional = bool(spec.pop("optional", False))
-    paths = spec.get("path")
-    if paths is None or isinstance(paths, (str, os.PathLike)):
-        paths = [paths]
-    out = []
-    for path in paths:
-        if path is None or not glob.has_magic(str(path)):
-            if optional and (path is None or not Path(str(path)).exists()):
+    from omegaconf import OmegaConf
+
+    specs = []
+    for i, item in enumerate([] if x is None else list(x) if isinstance(x, (list, tuple)) else [x]):
+        if isinstance(item, (str, os.PathLike)):
+            item = {"path": str(item)}
+        if not isinstance(item, Mapping):
+            raise DataError(f"{where}[{i}]: {item!r} is neither a file path nor a source spec; expected "
+                            f"{where}=FILE, {where}=[FILE, ...] or {{loader: NAME, path: FILE}}")
+        same_loader = source and item.get("loader", source.get("loader")) == source.get("loader")
+        item = OmegaConf.to_container(OmegaConf.merge(dict(source), dict(item))) if same_loader else dict(item)
+        if not item.get("loader"):
+            raise DataError(f"{where}[{i}]: {item} names no loader and this data config has no `source` to "
+                            "read files with; expected {loader: NAME, path: FILE}")
+        optional = bool(item.pop("optional", False))
+        paths = item.get("path")
+        for path in paths if isinstance(paths, (list, tuple)) else [paths]:
+            if path is None or not glob.has_magic(str(path)):
+                if not (optional and (path is None or not Path(str(path)).exists())):
+                    specs.append({**item, "path": path} if path is not None else item)
                 continue
-            out.append({**spec, "path": path} if path is not None else spec)
-            continue
-        matches = sorted(glob.glob(str(path)))
-        if not matches and not optional:
-            raise DataError(f"{where}: no file matches {path}; expected at least one (check data.dir / the path)")
-        out += [{**spec, "path": m} for m in matches]
-    return out
+            matches = sorted(glob.glob(str(path)))
+            if not matches and not optional:
+                raise DataError(f"{where}: no file matches {path}; expected at least one (check data.dir / the path)")
+            specs += [{**item, "path": m} for m in matches]
+    return specs
 
 
 def load_records(spec: Mapping[str, Any], cache_dir=None, where: str = "data") -> tuple[list[RoutingRecord], list[str]]:

@@ -1,6 +1,6 @@
 """RankRouter: a capability-aware dual-tower router trained on pairwise preferences.
 
-    python -m router_lab.train +experiment=rankrouter_arena data.train.path=/data/arena.parquet
+    python -m router_lab.train +experiment=rankrouter_arena data.train=/data/arena.parquet
     python -m router_lab.train +experiment=rankrouter_split2 [seed=1] [model.loss=bce]
     python -m router_lab.train model=rankrouter data=synthetic          # any score data
 

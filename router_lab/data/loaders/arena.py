@@ -7,7 +7,7 @@ from collections import Counter
 from typing import Sequence
 
 from router_lab.data.loaders.common import (
-    check_pool, conversation_cell, existing_file, file_format, finish, is_missing, plain, prompt_text, read_rows, short,
+    check_pool, conversation_cell, dedupe_ids, existing_file, file_format, finish, is_missing, plain, prompt_text, read_rows, short,
     text_cell,
 )
 from router_lab.data.records import DataError, RoutingRecord, stable_id
@@ -38,7 +38,7 @@ def load_arena(
     rows, _ = read_rows(p, file_format(p, None, ("parquet", "json", "jsonl")))
     pool = list(llm_names) if llm_names is not None else None
     dropped_rows, dropped_models = 0, Counter()
-    pairs, id_uses = [], Counter()
+    pairs = []
     for i, (where, row) in enumerate(rows):
         a = text_cell(row.get("model_a"), where, "model_a")
         b = text_cell(row.get("model_b"), where, "model_b")
@@ -59,28 +59,16 @@ def load_arena(
             dropped_models.update(outside)
             continue
         query = _arena_query(row, where, prompt_column)
-        qid = text_cell(row.get("question_id"), where, "question_id")
-        if qid:
-            k = id_uses[qid]
-            id_uses[qid] += 1
-            rid = qid if k == 0 else f"{qid}#{k}"
-        else:
-            rid = stable_id("arena", i, a, b, query)
         sa, sb = ARENA_WINNER_SCORES[winner]
-        rec = RoutingRecord(
-            id=rid,
-            query=query,
-            conversation=[{"role": "user", "content": query}],
-            task="arena",
-            scores={a: sa, b: sb},
-            label=winner,
-        )
-        pairs.append((where, rec))
+        rid = text_cell(row.get("question_id"), where, "question_id") or stable_id("arena", i, a, b, query)
+        pairs.append((where, RoutingRecord(id=rid, query=query, conversation=[{"role": "user", "content": query}],
+                                           task="arena", scores={a: sa, b: sb}, label=winner)))
     if dropped_rows:
         log.warning(
             "%s: dropped %d row(s) with models outside llm_names: %s",
             p, dropped_rows, dict(sorted(dropped_models.items())),
         )
+    pairs = dedupe_ids(pairs, "suffix", p)  # a prompt battled again: <question_id>#k
     if pool is None:
         pool = list(dict.fromkeys(m for _, r in pairs for m in r.scores))
     check_pool(pairs, pool, allow_partial=True)

@@ -256,10 +256,7 @@ def check_pool(
 ) -> list[str]:
     """Check every record against the pool (``llm_names``, else the first scored record's
     LLMs) and order its scores/costs by it; returns the pool."""
-    if llm_names is not None:
-        pool = list(llm_names)
-    else:
-        pool = next((list(r.scores) for _, r in pairs if r.scores), [])
+    pool = list(llm_names) if llm_names is not None else next((list(r.scores) for _, r in pairs if r.scores), [])
     for where, r in pairs:
         check_scores(r, pool, where, require_scores=require_scores, allow_partial=allow_partial)
         r.scores = {n: float(r.scores[n]) for n in pool if n in r.scores}
@@ -270,12 +267,6 @@ def check_pool(
 
 MISSING_SCORE_POLICIES = ("error", "drop_record", "mask")
 DUPLICATE_ID_POLICIES = ("error", "keep_first", "suffix")
-
-
-def check_policy(p: Path, name: str, value: str, allowed: Sequence[str]) -> str:
-    if value not in allowed:
-        raise DataError(f"{p}: {name}={value!r}; expected one of {list(allowed)}")
-    return value
 
 
 def apply_score_policies(
@@ -294,8 +285,10 @@ def apply_score_policies(
     data config needs ``allow_partial_scores: true``). ``on_duplicate_id`` (after dropping):
     ``error``, ``keep_first`` (later rows with a seen id go; counted) or ``suffix`` (the k-th
     repeat gets id ``<id>#k``)."""
-    check_policy(p, "on_missing_score", on_missing_score, MISSING_SCORE_POLICIES)
-    check_policy(p, "on_duplicate_id", on_duplicate_id, DUPLICATE_ID_POLICIES)
+    for name, value, allowed in (("on_missing_score", on_missing_score, MISSING_SCORE_POLICIES),
+                                 ("on_duplicate_id", on_duplicate_id, DUPLICATE_ID_POLICIES)):
+        if value not in allowed:
+            raise DataError(f"{p}: {name}={value!r}; expected one of {list(allowed)}")
     if pool is None:  # as check_pool: the first scored record's LLMs
         pool = next((list(r.scores) for _, r in pairs if r.scores), [])
     kept, dropped, masked = [], Counter(), Counter()
@@ -322,8 +315,18 @@ def apply_score_policies(
     if masked:
         log.warning("%s: masked %d missing score(s) (on_missing_score=mask), per LLM: %s", p, sum(masked.values()),
                     dict(sorted(masked.items())))
+    out = dedupe_ids(kept, on_duplicate_id, p)
+    if not out and pairs:
+        raise DataError(f"{p}: every record was dropped (on_missing_score={on_missing_score}); expected some rows "
+                        "with every score")
+    return out
+
+
+def dedupe_ids(pairs: list[tuple[str, RoutingRecord]], on_duplicate_id: str, p: Path) -> list[tuple[str, RoutingRecord]]:
+    """Repeated ids: ``error``, ``keep_first`` (later rows go; counted) or ``suffix`` (the k-th
+    repeat gets id ``<id>#k``)."""
     out, seen, uses = [], {}, Counter()
-    for where, r in kept:
+    for where, r in pairs:
         if r.id in seen:
             if on_duplicate_id == "error":
                 raise DataError(f"{where}: id {r.id!r} repeats {seen[r.id]}; expected unique ids (or set "
@@ -339,9 +342,6 @@ def apply_score_policies(
         how = "kept the first, dropped" if on_duplicate_id == "keep_first" else "renamed <id>#k"
         log.warning("%s: %d id(s) repeat (%d extra row(s); on_duplicate_id=%s: %s them)", p, len(uses),
                     sum(uses.values()), on_duplicate_id, how)
-    if not out and pairs:
-        raise DataError(f"{p}: every record was dropped (on_missing_score={on_missing_score}); expected some rows "
-                        "with every score")
     return out
 
 

@@ -97,15 +97,9 @@ def load_routerbench(
         # Correctness stored as booleans is a score of 0/1.
         scores = {m: float(v) if isinstance(v, bool) else plain(v) for m, v in ((m, row[m]) for m in models)}
         costs = {m: plain(row[cost_of[m]]) for m in models if m in cost_of}
-        rec = RoutingRecord(
-            id=text_cell(row.get("sample_id"), where, "sample_id") or stable_id(task, i, prompt),
-            query=prompt,
-            task=task,
-            scores=scores,
-            costs=costs or None,
-            score_type=score_type,
-        )
-        pairs.append((where, rec))
+        rid = text_cell(row.get("sample_id"), where, "sample_id") or stable_id(task, i, prompt)
+        pairs.append((where, RoutingRecord(id=rid, query=prompt, task=task, scores=scores, costs=costs or None,
+                                           score_type=score_type)))
     pairs = apply_score_policies(pairs, models, p, on_missing_score, on_duplicate_id)
     check_pool(pairs, models, allow_partial=on_missing_score == "mask")
     return finish([r for _, r in pairs], p, "one row per prompt")

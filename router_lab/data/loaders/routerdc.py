@@ -65,24 +65,15 @@ def load_routerdc_json(
                 f"{where}: no 'cluster_id'; run `python -m router_lab.clusters` to add cluster ids "
                 "(or use the split2_model7_cluster files)"
             )
-        rec = RoutingRecord(
-            id=stable_id(task, i, question),
-            query=question,
-            task=task,
+        pairs.append((where, RoutingRecord(
+            id=stable_id(task, i, question), query=question, task=task, score_type=score_type,
             scores=mapping_cell(item.get("scores"), where, "scores"),
-            cluster_id=cluster_id_cell(item.get("cluster_id"), where, "cluster_id"),
-            score_type=score_type,
-        )
-        pairs.append((where, rec))
+            cluster_id=cluster_id_cell(item.get("cluster_id"), where, "cluster_id"))))
     check_pool(pairs, llm_names)
     records = finish([r for _, r in pairs], p, "a JSON list of {question, scores} items")
-    return records if n_items is None else _cycle_to(records, n_items)
-
-
-def _cycle_to(records: list[RoutingRecord], n: int) -> list[RoutingRecord]:
-    """The first n records, cycling in order when there are fewer; copy k gets ``#k``."""
-    out = []
-    for j in range(n):
-        src, k = records[j % len(records)], j // len(records)
-        out.append(src if k == 0 else dataclasses.replace(src, id=f"{src.id}#{k}", scores=dict(src.scores)))
-    return out
+    if n_items is None:
+        return records
+    # The first n records, cycling in order when there are fewer; copy k gets ``#k``.
+    copies = [(records[j % len(records)], j // len(records)) for j in range(n_items)]
+    return [src if k == 0 else dataclasses.replace(src, id=f"{src.id}#{k}", scores=dict(src.scores))
+            for src, k in copies]

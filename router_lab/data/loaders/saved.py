@@ -14,28 +14,22 @@ from router_lab.data.loaders.common import (
     text_cell,
 )
 from router_lab.data.records import DataError, RoutingRecord, check_scores, dataset_llm_names, dataset_to_records
+from router_lab.files import write_atomic
 
 
 _RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(RoutingRecord))
 
 
 def save_records_jsonl(records: Sequence[RoutingRecord], path: str | os.PathLike) -> Path:
-    """Write one ``dataclasses.asdict(record)`` per line, atomically (``<path>.tmp``, then rename)."""
-    p = Path(path)
+    """Write one ``dataclasses.asdict(record)`` per line, atomically (``files.write_atomic``)."""
+    p, lines = Path(path), []
+    for r in records:
+        try:
+            lines.append(json.dumps(dataclasses.asdict(r), ensure_ascii=False, allow_nan=False) + "\n")
+        except ValueError:
+            raise DataError(f"{p}: record {r.id!r} holds NaN or infinity; JSON cannot store it") from None
     p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + ".tmp")
-    try:
-        with tmp.open("w", encoding="utf-8") as f:
-            for r in records:
-                try:
-                    line = json.dumps(dataclasses.asdict(r), ensure_ascii=False, allow_nan=False)
-                except ValueError:
-                    raise DataError(f"{p}: record {r.id!r} holds NaN or infinity; JSON cannot store it") from None
-                f.write(line + "\n")
-        os.replace(tmp, p)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return p
+    return write_atomic(p, "".join(lines))
 
 
 def load_records_jsonl(path: str | os.PathLike) -> list[RoutingRecord]:

@@ -753,9 +753,7 @@ def make_synthetic_benchmark(n_train: int = 3000, n_val: int = 500, n_test: int 
     return splits
 
 
-@lru_cache(maxsize=8)
-def _cached_benchmark(*args) -> dict[str, list[RoutingRecord]]:
-    return make_synthetic_benchmark(*args)
+_cached_benchmark = lru_cache(maxsize=8)(make_synthetic_benchmark)
 
 
 def load_synthetic(split: str = "train", n_train: int = 3000, n_val: int = 500, n_test: int = 1500, seed: int = 0,
@@ -772,12 +770,12 @@ def load_synthetic(split: str = "train", n_train: int = 3000, n_val: int = 500, 
 
 # --------------------------------------------------------------------------- description
 def effective_scores(records: list[RoutingRecord], llm_names=LLM_NAMES) -> np.ndarray:
-    """(n_records, n_llms) success per answer: the score for multi_attempt, 1 if the score
-    is > 0 (the answer was right) for probability."""
-    out = np.array([[r.scores[n] for n in llm_names] for r in records], dtype=float).reshape(len(records), -1)
-    is_prob = np.array([r.score_type == "probability" for r in records], dtype=bool)
-    out[is_prob] = (out[is_prob] > 0).astype(float)
-    return out
+    """(n_records, n_llms) success per answer (``metrics.effective_scores``): the score for
+    multi_attempt, 1 if the score is > 0 (the answer was right) for probability."""
+    from router_lab.metrics import effective_scores as effective
+
+    scores = np.array([[r.scores[n] for n in llm_names] for r in records], dtype=float).reshape(len(records), -1)
+    return effective(scores, [r.score_type for r in records])
 
 
 def describe_benchmark(splits: dict[str, list[RoutingRecord]]) -> dict:

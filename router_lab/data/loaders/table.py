@@ -66,19 +66,13 @@ def load_table(
             costs = {llm: plain(row.get(c)) for llm, c in cost_columns.items()}
         else:
             costs = mapping_cell(row.get(col["costs"]), where, col["costs"])
-        rec = make_record(
-            where,
-            id=text_cell(row.get(col["id"]), where, col["id"]) or stable_id(row_task, i, query or render_conversation(conversation or [])),
-            query=query,
-            conversation=conversation,
-            task=row_task,
-            scores=scores,
-            costs=costs or None,
+        rid = text_cell(row.get(col["id"]), where, col["id"]) or stable_id(
+            row_task, i, query or render_conversation(conversation or []))
+        pairs.append((where, make_record(
+            where, id=rid, query=query, conversation=conversation, task=row_task, scores=scores, costs=costs or None,
             label=text_cell(row.get(col["label"]), where, col["label"]) or None,
             cluster_id=cluster_id_cell(row.get(col["cluster_id"]), where, col["cluster_id"]),
-            score_type=text_cell(row.get(col["score_type"]), where, col["score_type"]) or score_type,
-        )
-        pairs.append((where, rec))
+            score_type=text_cell(row.get(col["score_type"]), where, col["score_type"]) or score_type)))
     if has_scores:
         pairs = apply_score_policies(pairs, llm_names, p, on_missing_score, on_duplicate_id)
     check_pool(pairs, llm_names, require_scores=has_scores, allow_partial=on_missing_score == "mask")
