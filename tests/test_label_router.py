@@ -310,8 +310,7 @@ def test_clinc150_domain_router_calibrates_on_val_and_oos_val(tmp_path, capsys):
     enc = make_tiny_encoder("bert", tmp_path / "tiny_bert")
     run = tmp_path / "run"
     cfg = compose([f"paths.cache_dir={tmp_path / 'cache'}", "logger=none", "trainer.accelerator=cpu",
-                   "extras.print_config=false", "data=clinc150", f"data.source.path={CLINC}",
-                   f"data.val.path={CLINC}", f"data.test.val.path={CLINC}", "trainer.max_epochs=1",
+                   "extras.print_config=false", "data=clinc150", f"data.source.path={CLINC}", "trainer.max_epochs=1",
                    f"encoder.pretrained={enc}", "encoder.name=tiny_bert", "encoder.max_length=32"], output_dir=run)
     metrics, _ = train(cfg)
     assert metrics["val/router/fallback_rate"] == 0.0
