@@ -765,8 +765,9 @@ def per_query_decisions(run_dir: str | Path, test_set: str | None = None, limit:
 
 
 def _decisions_from_checkpoint(run: Path, test_set: str | None, limit: int | None) -> list[dict]:
-    import torch
+    import lightning as L
 
+    from router_lab.results import decide_test_sets, decision_rows
     from router_lab.runs import default_paths, load_run_config, load_run_datamodule, load_run_model
 
     ckpt = run / "checkpoints" / "best.ckpt"
@@ -778,30 +779,11 @@ def _decisions_from_checkpoint(run: Path, test_set: str | None, limit: int | Non
     cfg, cfg_file = load_run_config(run)
     dm = load_run_datamodule(cfg, str(cfg_file), default_paths(run))
     dm.setup("test")
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
     llms = list(model.hparams["data_info"]["llm_names"])
-    rows: list[dict] = []
-    for name, loader in zip(dm.test_set_names, dm.test_dataloader()):
-        if test_set is not None and name != test_set:
-            continue
-        split = dm.test_sets[name]
-        for batch in loader:
-            with torch.no_grad():
-                d = model.decide(batch)
-            for j, idx in enumerate(batch["index"].tolist()):
-                rec, sc = split.records[idx], split.scores[idx]
-                chosen = int(d["llm"][j])
-                finite = np.isfinite(sc)
-                best = float(np.nanmax(sc)) if finite.any() else float("nan")
-                rows.append({"test_set": name, "index": idx, "text": rec.text, "task": split.tasks[idx],
-                             "chosen_llm": llms[chosen] if 0 <= chosen < len(llms) else None,
-                             "chosen_score": float(sc[chosen]) if finite.any() and 0 <= chosen < len(sc) else None,
-                             "best_score": best,
-                             "best_llms": [llms[i] for i in np.flatnonzero(sc >= best - 1e-9)] if finite.any() else [],
-                             "confidence": float(d["confidence"][j]) if "confidence" in d else None,
-                             "fallback": bool(d["fallback"][j]) if "fallback" in d else None})
-                if limit and len(rows) >= limit:
-                    return rows
-    return rows
+    rows = [row for name, out in decide_test_sets(trainer, model, dm).items() if test_set in (None, name)
+            for row in decision_rows(name, out, dm.test_sets[name].records, llms, dm.categories)]
+    return rows[:limit] if limit else rows
 
 
 # ----------------------------------------------------------------------------- CLI
