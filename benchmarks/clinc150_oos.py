@@ -94,7 +94,7 @@ for label in labels:
     val_curve = json.loads((export / "calibration.json").read_text())["curve"]
     ev_dir = out / "eval"
     cli("router_lab.route", f"router={export}", "mode=evaluate", f"data={test_file}", "loader=records", f"out={ev_dir}")
-    ev = json.loads((ev_dir / "metrics.json").read_text())
+    ev = {k.removeprefix("data/router/"): v for k, v in json.loads((ev_dir / "metrics.json").read_text()).items()}
 
     router = Router.load(export)
     chosen = {r: choose_threshold(val_curve, r) for r in sorted(targets)}

@@ -45,7 +45,7 @@ from typing import Annotated, Any, BinaryIO, Iterator, TextIO
 from pydantic import Field
 
 from router_lab.errors import UserError, run_main
-from router_lab.files import check_output_is_not_input, write_atomic, write_json_atomic
+from router_lab.files import check_output_is_not_input, write_atomic
 
 log = logging.getLogger("router_lab.route")
 
@@ -316,8 +316,10 @@ def _route_chunk(router, chunk, w: TextIO, errors: list, stop: bool) -> int:
 
 # ------------------------------------------------------------------ evaluate
 
-def evaluate_records(router, records, out_dir: Path | None = None, batch_size: int = 64) -> dict:
-    """Route labelled / scored records; metrics, per-class report and confusion matrix."""
+def evaluate_records(router, records, out_dir: Path | None = None, batch_size: int = 64, name: str = "data") -> dict:
+    """Route labelled / scored records; metrics, per-class report and confusion matrix; in
+    ``out_dir`` metrics.json and predictions.jsonl as ``router_lab.results`` writes them, with
+    the records as the test set ``name``."""
     import numpy as np
     from sklearn.metrics import classification_report, confusion_matrix
 
@@ -398,10 +400,22 @@ def evaluate_records(router, records, out_dir: Path | None = None, batch_size: i
         print(text)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
+        from router_lab.results import decision_rows, write_metrics
+
         write_atomic(out_dir / "report.txt", text + "\n")
-        write_json_atomic(res, out_dir / "metrics.json")
+        cats = list(router.categories or [])
+        out = {"chosen": np.array([names.index(d.llm) if d.llm in names else -1 for d in decisions]),
+               "scores": scores if has_scores else np.zeros((len(records), 0)),
+               "confidence": np.array([d.confidence for d in decisions], dtype=float),
+               "fallback": np.array([d.fallback for d in decisions], dtype=bool)}
+        if cats:
+            out["label"] = np.array([cats.index(r.label) if r.label in cats else -1 for r in records])
+            out["pred_label"] = np.array([cats.index(d.category) if d.category in cats else -1 for d in decisions])
+        rows = decision_rows(name, out, records, names, cats)
+        write_atomic(out_dir / "predictions.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
         _cm_png(cm, labels, out_dir / "confusion.png", what)
-        print(f"\nwrote {out_dir}/report.txt, metrics.json, confusion.png")
+        write_metrics({f"{name}/router/{k}": v for k, v in res.items()}, out_dir / "metrics.json")
+        print(f"\nwrote {out_dir}/report.txt, metrics.json, predictions.jsonl, confusion.png")
     return res
 
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import SHARED_DATA, compose, make_tiny_encoder
+from conftest import SHARED_DATA, compose, make_tiny_encoder, route_metrics
 from router_lab.api import Policy, Router
 from router_lab.policy import label_decision
 from router_lab.calibrate import main as calibrate_main
@@ -199,7 +199,7 @@ def test_route_single_batch_and_evaluate(label_run, tmp_path, capsys):
     code, out, err = cli(capsys, route_main, f"router={run}", "mode=evaluate", f"data={label_run['heldout']}",
                          f"out={tmp_path / 'eval'}", f"route_map={rm}")
     assert code == 0, err
-    m = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    m = route_metrics(tmp_path / "eval")
     assert m["n_out_of_scope"] == label_run["n_oos"]
     assert 0 <= m["in_scope_accuracy"] <= m["accuracy"] <= 1 and 0 <= m["oos_recall"] <= 1
     assert "in-scope accuracy" in out and "out-of-scope recall" in out
@@ -239,7 +239,7 @@ def test_calibrate_picks_the_threshold_for_a_target_oos_recall(label_run, tmp_pa
     code, _, err = cli(capsys, route_main, f"router={out}", "mode=evaluate", f"data={label_run['heldout']}",
                        f"out={tmp_path / 'eval'}")
     assert code == 0, err
-    m = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    m = route_metrics(tmp_path / "eval")
     assert m["oos_recall"] == pytest.approx(meta["calibration"]["oos_recall"])
     assert m["in_scope_accuracy"] == pytest.approx(meta["calibration"]["in_scope_accuracy"])
 
@@ -330,7 +330,7 @@ def test_clinc150_domain_router_calibrates_on_val_and_oos_val(tmp_path, capsys):
     code, _, err = cli(capsys, route_main, f"router={out}", "mode=evaluate", f"data={CLINC}", *clinc,
                        "loader.split=val", f"out={tmp_path / 'eval'}")
     assert code == 0, err
-    m = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    m = route_metrics(tmp_path / "eval")
     assert m["n"] == 3100 and m["n_out_of_scope"] == 100
     assert m["oos_recall"] == pytest.approx(chosen["oos_recall"])
     assert m["in_scope_accuracy"] == pytest.approx(chosen["in_scope_accuracy"])

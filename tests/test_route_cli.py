@@ -14,6 +14,7 @@ import pytest
 from router_lab.data.loaders import save_records_jsonl
 from router_lab.data.sources import load_synthetic
 from router_lab.route import main, run_interactive
+from conftest import route_metrics
 from test_api import train_tiny_run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -129,7 +130,7 @@ def test_evaluate_scores_and_labels_write_report_and_png(run, tmp_path, capsys):
     data = save_records_jsonl(recs, tmp_path / "val.jsonl")
     code, out, _ = cli(capsys, f"router={run}", "mode=evaluate", f"data={data}", f"out={tmp_path / 'eval'}")
     assert code == 0
-    m = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    m = route_metrics(tmp_path / "eval")
     assert m["n"] == 80 and 0 <= m["accuracy"] <= 1 and 0 <= m["acc_predict"] <= 1 and "cost" in m
     assert m["accuracy"] == m["acc"]  # score data: "chose a best LLM"
     assert (tmp_path / "eval" / "confusion.png").stat().st_size > 1000

@@ -122,7 +122,7 @@ def test_held_out_records_feed_calibrate_and_route_evaluate(trained_run, tmp_pat
             module="router_lab.route")
     assert p.returncode == 0, p.stderr[-2000:]
     assert "acc_predict" in p.stdout and "mean score of the chosen LLM" in p.stdout
-    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["n"] == 60
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["data/router/n"] == 60
     p = run([f"router={exp}", f"data={small['val']}", "target_cost=0.5", "save=false"], tmp,
             module="router_lab.calibrate")
     assert p.returncode == 0, p.stderr[-2000:]
