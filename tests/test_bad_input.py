@@ -337,7 +337,7 @@ def test_interactive_bad_bytes_are_one_line_and_the_session_goes_on(ctx):
 # ---------------------------------------------------------------- the schemas accept every shipped config
 
 SHIPPED = ([[f"+experiment={p.stem}"] for p in sorted((REPO / "conf" / "experiment").glob("*.yaml"))]
-           + [[f"model={m}", f"trainer={t}"] for m in ("classifier", "routerdc", "rankrouter")
+           + [[f"model={p.stem}", f"trainer={t}"] for p in sorted((REPO / "conf" / "model").glob("*.yaml"))
               for t in ("cpu", "gpu", "ddp")]
            + [[f"data={p.stem}"] for p in sorted((REPO / "conf" / "data").glob("*.yaml"))
               if p.stem != "synthetic_generated"]
