@@ -4,7 +4,8 @@ metrics, baselines, group averages and the results table.
 A test set's ``outputs`` is one dict of arrays: the router's decisions (``decision_arrays`` of
 its ``decide(batch)``, batches concatenated in order: ``chosen``, ``utilities``,
 ``confidence``, ``fallback``, ``pred_label``) merged with the set's ``ground_truth``
-(``scores``, ``is_probability``, ``costs``, ``label``, ``task``). ``evaluate(outputs by set,
+(``scores``, ``is_probability``, ``costs``, ``label``, ``task``; ``ground_truth(split)`` reads
+them off a split, ``batch_truth(batch)`` off a validation batch). ``evaluate(outputs by set,
 training ground truth, groups)`` returns the flat metrics; nothing here sees a DataModule.
 
 Metric names in ``metrics.json`` are flat: ``<test set>/<method>/<metric>``, where method
