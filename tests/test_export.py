@@ -39,7 +39,7 @@ def cli(capsys, fn, *args) -> tuple[int, str, str]:
 def test_export_is_self_contained(run, tmp_path, capsys):
     out = tmp_path / "exported"
     code, _, err = cli(capsys, export_main, f"ckpt_path={run / 'checkpoints' / 'best.ckpt'}", f"out={out}",
-                       f"route_map={Path(__file__).resolve().parents[1] / 'conf' / 'route_map' / 'example.yaml'}")
+                       f"route_map={Path(__file__).resolve().parents[1] / 'conf' / 'route_maps' / 'example.yaml'}")
     assert code == 0, err
     assert {p.name for p in out.iterdir()} == {"router.yaml", "model.safetensors", "encoder", ".router_lab_export"}
     assert (out / "encoder" / "model.safetensors").exists() and (out / "encoder" / "tokenizer.json").exists()

@@ -286,7 +286,7 @@ def test_proxy_forwards_by_category_and_says_it_in_headers(label_run):
 def test_the_clinc150_route_map_names_clinc_domains_and_its_endpoints():
     from router_lab.api import load_route_map
 
-    rm = load_route_map(Path(__file__).resolve().parents[1] / "conf" / "route_map" / "clinc150.yaml")
+    rm = load_route_map(Path(__file__).resolve().parents[1] / "conf" / "route_maps" / "clinc150.yaml")
     assert rm["policy"]["default_llm"] in rm["endpoints"] and rm["policy"]["fallback_llm"] in rm["endpoints"]
     assert set(rm["policy"]["category_map"].values()) <= set(rm["endpoints"])
     if CLINC.is_file():
