@@ -198,3 +198,26 @@ def test_multirun_routes_each_query_and_records_only_the_sweep(run, tmp_path, ca
     decisions = json.loads("[" + out.replace("}\n{", "},{") + "]")
     assert len(decisions) == 2 and all(d["llm"] in d["scores"] for d in decisions)
     assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == ["sweep", "sweep/multirun.yaml"]
+
+
+@pytest.mark.parametrize("command", ["route", "export", "calibrate", "serve", "report"])
+def test_command_root_configs_pass_their_schemas(command):
+    """conf/<command>.yaml's documented defaults are valid options (the schema is closed: a key
+    the config has and the schema lacks, or the reverse, fails here)."""
+    from conftest import compose
+    from router_lab import config_schema as S
+
+    schema = {"route": S.RouteConfig, "export": S.ExportConfig, "calibrate": S.CalibrateConfig,
+              "serve": S.ServeConfig, "report": S.ReportConfig}[command]
+    opts = S.check_config(compose([], config_name=command), schema)
+    assert opts.task_name == command
+
+
+def test_every_loader_option_names_a_registered_loader_with_its_arguments():
+    from conftest import compose
+    from router_lab.data.sources import resolve_loader
+
+    for f in sorted((REPO / "conf" / "loader").glob("*.yaml")):
+        loader = dict(compose([f"loader={f.stem}"], config_name="route").loader)
+        assert loader.pop("name") == f.stem
+        resolve_loader({"loader": f.stem, "path": "x", **loader}, where=str(f))  # binds, or one DataError line
