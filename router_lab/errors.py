@@ -103,6 +103,12 @@ def _hydra_message(e: BaseException) -> str:
     cause = e.__cause__
     if cause is not None and one_line(cause) not in msg:
         msg += f" ({one_line(cause).rstrip('.')})"
+    parent, key = getattr(cause, "parent_node", None), getattr(cause, "key", None)
+    if "not in struct" in msg and isinstance(key, str) and parent is not None:  # a typo: the closest key
+        import difflib
+
+        close = difflib.get_close_matches(key, [str(k) for k in parent.keys() if k != "hydra"], n=1)
+        msg += f"; did you mean {close[0]!r}?" if close else ""
     return msg or type(e).__name__
 
 

@@ -83,7 +83,7 @@ ROWS = [
     Row("router_lab.train", (*HYDRA, "model.dropout=1.5"), "model.dropout"),
     Row("router_lab.train", (*HYDRA, "trainer.min_epochs=5", "trainer.max_epochs=2"), "min_epochs"),
     Row("router_lab.train", (*HYDRA, "model=nosuch"), "Could not find 'model/nosuch'"),
-    Row("router_lab.train", (*HYDRA, "trainer.max_epoch=3"), "trainer.max_epoch"),
+    Row("router_lab.train", (*HYDRA, "trainer.max_epoch=3"), "did you mean 'max_epochs'"),
     Row("router_lab.train", (*HYDRA, "seed=[1"), "seed=[1"),
     Row("router_lab.train", (*HYDRA, "+data.bogus=1"), "unexpected keyword argument 'bogus'"),
     Row("router_lab.train", (*HYDRA, "data=files", "data.train.path={file:inf_costs.jsonl}",
@@ -115,7 +115,7 @@ ROWS = [
     Row("router_lab.synth", (*HYDRA, "synth.progress=false", "synth.resume_dir={file:a_file.txt}"), "a_file.txt"),
     # ---- route, every mode (Hydra overrides of conf/route.yaml, like every command)
     Row("router_lab.route", ("router={tmp}/nope", "query=hi"), "nope"),
-    Row("router_lab.route", ("router={run}", "qeury=hi"), "Could not override 'qeury'"),
+    Row("router_lab.route", ("router={run}", "qeury=hi"), "did you mean 'query'"),
     Row("router_lab.route", ("router={run}", "+qeury=hi"), "qeury: Extra inputs are not permitted"),
     Row("router_lab.route", ("router={run}", "mode=nope"), "mode: Input should be"),
     Row("router_lab.route", ("router={run}", "query="), "non-empty query"),

@@ -84,7 +84,7 @@ def test_export_errors_are_one_line(run, tmp_path, capsys):
     assert code == 2 and "already exists" in err and err.count("\n") == 1
     assert cli(capsys, export_main, f"ckpt_path={run}", f"out={out}", "overwrite=true")[0] == 0
     code, _, err = cli(capsys, export_main, f"ckpt_path={run}", f"outt={out}")
-    assert code == 2 and "Could not override 'outt'" in err and err.count("\n") == 1
+    assert code == 2 and "Could not override 'outt'" in err and "did you mean 'out'?" in err and err.count("\n") == 1
     code, _, err = cli(capsys, export_main, f"ckpt_path={tmp_path / 'nope.ckpt'}", f"out={tmp_path / 'x'}")
     assert code == 2 and "no such file" in err
 

@@ -166,7 +166,8 @@ def test_only_partial_runs_is_an_error(runs, tmp_path):
 def test_unknown_option_and_missing_dir(tmp_path):
     res = report([f"outt={tmp_path}"])
     assert res.returncode == 2 and res.stderr.strip().splitlines() == [
-        f"error: Could not override 'outt'. To append to your config use +outt={tmp_path} (Key 'outt' is not in struct)"]
+        f"error: Could not override 'outt'. To append to your config use +outt={tmp_path} (Key 'outt' is not in struct); "
+        "did you mean 'out'?"]
     res = report([f"roots={tmp_path / 'nope'}"])
     assert res.returncode == 2 and "does not exist" in res.stderr
 

@@ -62,6 +62,7 @@ def test_single_reads_the_query_from_stdin(run, capsys, monkeypatch):
 
 @pytest.mark.parametrize("args,needle", [
     (["query=hi", "qeury=x"], "Could not override 'qeury'"),
+    (["query=hi", "qeury=x"], "did you mean 'query'?"),
     (["query="], "non-empty query"),
     (["mode=nope"], "mode: Input should be 'single', 'interactive', 'batch' or 'evaluate' (got 'nope')"),
     (["query=hi", "batch_size=many"], "batch_size: Input should be a valid integer"),
