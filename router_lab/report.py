@@ -816,7 +816,9 @@ def report(opts: ReportConfig) -> Path:
     try:  # the command as given, for readme=
         from hydra.core.hydra_config import HydraConfig
 
-        command = "python -m router_lab.report " + " ".join(HydraConfig.get().overrides.task)
+        hc = HydraConfig.get()
+        command = "python -m router_lab.report " + " ".join(hc.overrides.task) if hc.job.config_name == "report" \
+            else None
     except ValueError:  # called with a config, not from the command line
         command = None
     return make_report(roots, opts.out, opts.readme, command=command)
