@@ -26,7 +26,7 @@ print(f"machine: {machine()}")
 rows = []
 for mode in modes:
     for label in labels:
-        args = ["data=clinc150", f"data.train.label={label}", f"data.test.val.label={label}",
+        args = ["data=clinc150", f"data.source.label={label}",
                 "logger=none"]
         if mode == "frozen":
             args += ["trainer.max_epochs=30", "callbacks.early_stopping.patience=5", "model.hidden_dim=512"]

@@ -89,13 +89,13 @@ for label in labels:
     print(f"{label}: held-out test {len(in_scope)} in scope + {len(oos)} out of scope -> {test_file}", flush=True)
 
     t0 = time.perf_counter()
-    cal = cli("router_lab.calibrate", f"router={export}", f"data={clinc}", "loader=clinc150", "loader.split=val",
+    cal = cli("router_lab.calibrate", f"router={export}", f"input={clinc}", "loader=clinc150", "loader.split=val",
               f"loader.label={label}", "loader.include_oos=true", f"target_oos_recall={max(targets)}")
     print(f"{label}: calibrated on val + oos_val in {time.perf_counter() - t0:.0f} s: {cal.splitlines()[0]}", flush=True)
     val_curve = json.loads((export / "calibration.json").read_text())["curve"]
     ev_dir = out / "eval"
-    cli("router_lab.route", f"router={export}", "mode=evaluate", f"data={test_file}", "loader=records", f"out={ev_dir}")
-    ev = json.loads((ev_dir / "metrics.json").read_text())
+    cli("router_lab.route", f"router={export}", "mode=evaluate", f"input={test_file}", "loader=records", f"out={ev_dir}")
+    ev = {k.removeprefix("data/router/"): v for k, v in json.loads((ev_dir / "metrics.json").read_text()).items()}
 
     router = Router.load(export)
     chosen = {r: choose_threshold(val_curve, r) for r in sorted(targets)}

@@ -17,7 +17,8 @@ A command line is a line of a ```bash / ```sh / plain ``` block starting with ``
   batches) on a 200/50/100-query synthetic sample, sweeps their first seed only and Optuna 2
   trials, study scripts ``SEEDS=1`` with the same settings; placeholders are filled from
   what earlier lines produced (``<run>``: a run of the default router, ``<time>``: a sweep,
-  ``outputs/export/r``: its export, ``route_map=...``: conf/route_map/example.yaml).
+  ``outputs/export/r``: its export, ``route_map=...``: conf/route_maps/example.yaml,
+  ``outputs/train/runs`` in a report's roots: the default run).
   PASS when it exits 0, FAIL otherwise (the last output lines are shown).
 
 A line that neither runs nor says what it needs is a FAIL: the docs must say.
@@ -147,7 +148,7 @@ class Runner:
         """The argv and environment of a doc line, with tiny settings and placeholders filled."""
         self.n += 1
         env = self.env()
-        cmd = re.sub(r"\s*\[[^\]]*\]", "", cmd)  # optional [parts]
+        cmd = re.sub(r"\s+\[[^\]]*\]", "", cmd)  # optional [parts] (not a Hydra list: key=[a,b])
         words = shlex.split(cmd)
         while words and re.match(r"^\w+=", words[0]):
             k, v = words.pop(0).split("=", 1)
@@ -167,7 +168,7 @@ class Runner:
             w = w.replace("<study>", "synthetic_routers")
             if w.endswith("=..."):
                 key = w[:-4]
-                w = {"route_map=": "route_map=conf/route_map/example.yaml",
+                w = {"route_map=": "route_map=conf/route_maps/example.yaml",
                      "ckpt_path=": f"ckpt_path={self.default_run()}"}.get(key, w)
             out.append(w)
         words = out
@@ -195,7 +196,8 @@ class Runner:
             words = [w for w in words if not w.startswith("out=")] + [f"out={self.export_dir}", "overwrite=true"]
         elif words[:3] == ["python", "-m", "router_lab.report"]:
             words = [w for w in words if not w.startswith(("out=", "readme="))] + [f"out={self.tmp / 'report'}"]
-            words = [w for w in words if w != "DIR..."] + ([str(self.sweep_dir)] if "DIR..." in cmd else [])
+            if any("outputs/train/runs" in w for w in words):  # single runs: the default run here
+                words = [w.replace("outputs/train/runs", str(self.default_run())) for w in words]
         elif words[:2] == ["bash", "experiments/synthetic_routers.sh"]:
             env |= {"SEEDS": "1", "PUBLISH_TO": str(self.tmp / "published_README.md"), "EXTRA": " ".join(["debug=limit", "logger=none", *TINY_DATA]),
                     "OUT": str(self.tmp / "study")}

@@ -43,7 +43,7 @@ for bench in $BENCHMARKS; do
     fi
   done
   run_all
-  python -m router_lab.report "$OUT" "out=$OUT/report" || echo "== leaderboard: no report for $bench" >&2
+  python -m router_lab.report "roots=$OUT" "out=$OUT/report" || echo "== leaderboard: no report for $bench" >&2
 done
 {
   echo "# Leaderboard ($(date -u +%Y-%m-%d), seeds $SEEDS, families: $FAMILIES)"

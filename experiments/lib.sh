@@ -42,9 +42,9 @@ run_all() {
 }
 
 write_report() {
-  python -m router_lab.report "$OUT" "out=$OUT/report"
+  python -m router_lab.report "roots=$OUT" "out=$OUT/report"
   echo "== $STUDY: report in $OUT/report/report.md"
-  local publish="python -m router_lab.report $OUT out=$OUT/report readme=${PUBLISH_TO:-experiments/$STUDY/README.md}"
+  local publish="python -m router_lab.report roots=$OUT out=$OUT/report readme=${PUBLISH_TO:-experiments/$STUDY/README.md}"
   if [ "${PUBLISH:-0}" = 1 ]; then
     $publish
     echo "== $STUDY: tables published into ${PUBLISH_TO:-experiments/$STUDY/README.md}"

@@ -137,13 +137,13 @@ class Policy:
 
 
 def load_route_map(path: str | Path | None) -> dict:
-    """A route map YAML (``conf/route_map/example.yaml``): ``endpoints`` (LLM -> {model,
+    """A route map YAML (``conf/route_maps/example.yaml``): ``endpoints`` (LLM -> {model,
     base_url, api_key_env}) and an optional ``policy``."""
     if not path:
         return {}
     p = Path(path)
     if not p.is_file():
-        raise UserError(f"route_map={p}: no such file; expected a YAML route map (see conf/route_map/example.yaml)")
+        raise UserError(f"route_map={p}: no such file; expected a YAML route map (see conf/route_maps/example.yaml)")
     try:
         cfg = yaml.safe_load(p.read_text()) or {}
     except yaml.YAMLError as e:

@@ -2,10 +2,12 @@
 that meets a target average cost or quality, or -- for a category (label) router -- the
 out-of-scope confidence threshold that meets a target out-of-scope recall.
 
-    python -m router_lab.calibrate router=outputs/export/my_router data=heldout.jsonl target_cost=0.3
-    python -m router_lab.calibrate router=DIR data=heldout.jsonl target_quality=0.75 [save=false]
-    python -m router_lab.calibrate router=DIR data=../shared/data/clinc150/clinc150_train_val.json \
+    python -m router_lab.calibrate router=outputs/export/my_router input=heldout.jsonl target_cost=0.3
+    python -m router_lab.calibrate router=DIR input=heldout.jsonl target_quality=0.75 [save=false]
+    python -m router_lab.calibrate router=DIR input=../shared/data/clinc150/clinc150_train_val.json \
         loader=clinc150 loader.split=val loader.label=intent loader.include_oos=true target_oos_recall=0.9
+
+The options are Hydra overrides of ``conf/calibrate.yaml`` (``--help`` lists them).
 
 With lambda set, the router picks ``argmax_llm lambda * utility - cost`` (utility: the
 router's per-LLM score from ``decide``; cost: the pool's price of each LLM), for any router
@@ -23,7 +25,7 @@ and the whole curve into ``calibration.json`` beside it.
 
 The data is a records table (router_lab's table format: ``query`` or ``conversation``,
 ``scores`` {llm: score} for every LLM of the pool, optional ``costs``, ``score_type``), or
-any loader's file with ``loader=NAME loader.ARG=value`` (``router_lab.data.loaders``).
+any loader's file with ``loader=NAME loader.ARG=value`` (``conf/loader/``, ``router_lab.data.loaders``).
 
 ``target_oos_recall`` (category routers): the validation records carry labels; those the
 router does not know (CLINC150's ``oos``) are out of scope. Candidate thresholds lie midway
@@ -35,8 +37,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -45,7 +45,8 @@ import torch
 
 from router_lab import metrics as M
 from router_lab.api import ROUTER_YAML, Router, iter_chunks
-from router_lab.errors import UserError, run_main
+from router_lab.config_schema import CalibrateConfig
+from router_lab.errors import UserError, hydra_cli, run_main
 from router_lab.files import write_atomic
 from router_lab.runs import read_yaml
 from router_lab.policy import lambda_grid
@@ -164,26 +165,14 @@ def save_calibration(export_dir: str | Path, point: dict, target: dict, curve: l
     return f
 
 
-@dataclass
-class CalibrateOptions:
-    router: str = ""
-    data: str = ""
-    target_cost: float | None = None
-    target_quality: float | None = None
-    target_oos_recall: float | None = None   # category routers: the out-of-scope threshold
-    save: bool = True
-    loader: str = "table"    # the loader reading data= (router_lab.data.loaders.LOADERS)
-    loader_args: dict = dataclasses.field(default_factory=dict)  # loader.ARG=value
-
-
-def calibrate(opts: CalibrateOptions) -> dict:
+def calibrate(opts: CalibrateConfig) -> dict:
     from router_lab.route import load_eval_records
 
-    if not opts.router or not opts.data:
-        raise UserError("expected router=DIR (an export dir) and data=FILE (held-out records with scores, or "
+    if not opts.router or not opts.input:
+        raise UserError("expected router=DIR (an export dir) and input=FILE (held-out records with scores, or "
                         "labels for target_oos_recall)")
     router = Router.load(opts.router)
-    records = load_eval_records(router, opts.data, opts.loader, opts.loader_args)
+    records = load_eval_records(router, opts.input, opts.loader)
     if opts.target_oos_recall is not None or router.label_router:
         return calibrate_threshold(router, records, opts)
     curve = sweep(router, records)
@@ -194,11 +183,11 @@ def calibrate(opts: CalibrateOptions) -> dict:
     print(json.dumps({**target, **point, "n": len(records), **ref}))
     if opts.save:
         print(f"saved policy.cost_lambda={point['lambda']:.6g} into "
-              f"{save_calibration(opts.router, point, target, curve, opts.data, len(records))}")
+              f"{save_calibration(opts.router, point, target, curve, opts.input, len(records))}")
     return point
 
 
-def calibrate_threshold(router: Router, records, opts: CalibrateOptions) -> dict:
+def calibrate_threshold(router: Router, records, opts: CalibrateConfig) -> dict:
     """A category router's out-of-scope threshold (module docstring)."""
     if opts.target_oos_recall is None or opts.target_cost is not None or opts.target_quality is not None:
         raise UserError("a category router calibrates its out-of-scope threshold: give target_oos_recall=R "
@@ -211,18 +200,18 @@ def calibrate_threshold(router: Router, records, opts: CalibrateOptions) -> dict
     n_oos = sum(bool(r.label) and r.label not in router.categories for r in records)
     print(json.dumps({**target, **point, "n": len(records), "n_out_of_scope": n_oos, "no_threshold": curve[0]}))
     if opts.save:
-        f = save_calibration(opts.router, point, target, curve, opts.data, len(records),
+        f = save_calibration(opts.router, point, target, curve, opts.input, len(records),
                              policy={"confidence_threshold": point["threshold"]})
         print(f"saved policy.confidence_threshold={point['threshold']:.6g} into {f}")
     return point
 
 
-def main(argv: list[str] | None = None) -> None:
-    from router_lab.route import parse_options, setup_cli
+@hydra_cli("calibrate", schema=CalibrateConfig, options=True)
+def main(opts: CalibrateConfig) -> dict:
+    from router_lab import console
 
-    setup_cli()
-    opts = run_main(parse_options, sys.argv[1:] if argv is None else argv, CalibrateOptions, __doc__)
-    run_main(calibrate, opts)
+    console.configure()
+    return run_main(calibrate, opts)
 
 
 if __name__ == "__main__":

@@ -6,15 +6,17 @@
 Pydantic models over the keys whose type or range the code relies on (``trainer``, ``data``,
 ``model``, ``encoder``, the top-level seeds, ``clusters``' options); every other key passes
 through (``extra="allow"``), so model families and loggers keep their own settings. The
+commands around a trained router (route, export, calibrate, serve, report) have closed
+schemas (``extra="forbid"``): their options are all in ``conf/<command>.yaml``. The
 Hydra entry points (:func:`router_lab.errors.hydra_cli`) run the check on the composed config
 before the task starts: a bad value ends in one line, before any data is read or any file
 is written. The synthetic generator has its own schema (:mod:`router_lab.synth.settings`).
 """
 from __future__ import annotations
 
-from typing import Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from router_lab.errors import UserError
 
@@ -109,6 +111,81 @@ class ClustersConfig(_Open):
     encoder: Optional[EncoderConfig] = None
 
 
+# ------------------------------------------------------------------ commands around a trained router
+
+#: Free text or a path: Hydra reads ``query=42`` as a number and ``query=true`` as a boolean.
+Text = Annotated[str, BeforeValidator(lambda v: str(v).lower() if isinstance(v, bool) else v)]
+
+
+class _Command(BaseModel):
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
+
+    task_name: str
+
+
+class LoaderConfig(_Open):
+    """``conf/loader/<name>.yaml``: a loader of ``router_lab.data.loaders`` and its arguments."""
+
+    name: str
+
+
+class RouteConfig(_Command):
+    router: Optional[Text]
+    mode: Literal["single", "interactive", "batch", "evaluate"]
+    query: Optional[Text]
+    input: Optional[Text]
+    output: Optional[Text]
+    on_error: Literal["skip", "stop"]
+    batch_size: int = Field(ge=1)
+    out: Optional[Text]
+    route_map: Optional[Text]
+    threads: int = Field(ge=0)
+    quantize: Optional[Text]
+    runtime: Text
+    loader: LoaderConfig
+
+
+class ExportConfig(_Command):
+    ckpt_path: Optional[Text]
+    out: Optional[Text]
+    overwrite: bool
+    route_map: Optional[Text]
+    onnx: bool
+
+
+class CalibrateConfig(_Command):
+    router: Optional[Text]
+    input: Optional[Text]
+    target_cost: Optional[float]
+    target_quality: Optional[float]
+    target_oos_recall: Optional[float]
+    save: bool
+    loader: LoaderConfig
+
+
+class ServeConfig(_Command):
+    router: Optional[Text]
+    route_map: Optional[Text]
+    trust_export: bool
+    host: Text
+    port: int = Field(ge=1, le=65535)
+    max_concurrency: int = Field(ge=1)
+    queue_timeout: float = Field(gt=0)
+    timeout: float = Field(gt=0)
+    connect_timeout: float = Field(gt=0)
+    max_body_mb: float = Field(gt=0)
+    route_workers: int = Field(ge=1)
+    threads: int = Field(ge=0)
+    quantize: Optional[Text]
+    runtime: Text
+
+
+class ReportConfig(_Command):
+    roots: Union[list[Text], Text, None]
+    out: Optional[Text]
+    readme: Optional[Text]
+
+
 def check_config(cfg: Any, schema: type[BaseModel]) -> BaseModel:
     """Validate a composed config (a DictConfig or a mapping) against ``schema``; one
     :class:`~router_lab.errors.UserError` line naming the key if a value is wrong."""
@@ -119,7 +196,8 @@ def check_config(cfg: Any, schema: type[BaseModel]) -> BaseModel:
         # Only the groups the schema knows, interpolations resolved (``${encoder}``);
         # mandatory ``???`` values stay as they are.
         plain = {}
-        for name in schema.model_fields:
+        closed = schema.model_config.get("extra") == "forbid"  # then a key it does not know is an error
+        for name in (cfg if closed else schema.model_fields):
             if name not in cfg:
                 continue
             try:

@@ -4,7 +4,7 @@ and report the cost-quality curve, its non-decreasing convex hull and AIQ (Route
 
     python -m router_lab.train +experiment=routerdc_routerbench   # writes cost_quality.{json,png}
 
-``train.report`` calls ``cost_quality_report`` when a test set has costs and the router
+``results.report_run`` calls ``cost_quality_report`` when a test set has costs and the router
 utilities; flat metrics: ``<set>/router/aiq``, ``<set>/router/max_quality``,
 ``<set>/zero_router/aiq`` (the hull of the single LLMs: what mixing fixed LLMs at random buys)
 and ``<set>/router/cost_to_match_best_single`` (absent when the router never matches the

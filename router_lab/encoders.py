@@ -29,12 +29,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from router_lab.errors import UserError
+
 log = logging.getLogger(__name__)
 
 POOLINGS = ("cls", "mean", "last_token")
 
 
-class EncoderError(ValueError):
+class EncoderError(UserError):
     """An encoder that cannot be built as configured (one line, names the setting)."""
 
 

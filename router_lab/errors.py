@@ -1,14 +1,14 @@
 """User-caused errors end in one line: what was wrong, where, and what was expected.
 
-Every error a user can cause (data, config, keys, endpoints) is raised as a subclass of
-``UserError`` or one of the module-specific ``ValueError`` subclasses listed in
-``USER_ERRORS``; entry points run through ``run_main``, which prints ``error: <message>``
-and exits with status 2 instead of a traceback (``ROUTER_LAB_TRACEBACK=1`` or
-``HYDRA_FULL_ERROR=1`` shows it). An error raised inside a config ``_target_``'s
-constructor reaches the user as that one line too, not as Hydra's
-``InstantiationException`` wrapper. Hydra entry points use :func:`hydra_cli`, which adds
-the same for Hydra's own errors (unknown config group or option, a key typo) and checks
-the composed config against the entry point's schema (:mod:`router_lab.config_schema`).
+The bottom layer of the package (it imports nothing of router_lab at module level). Every
+error a user can cause (data, config, keys, endpoints) is a ``UserError`` (the data, encoder
+and pool errors subclass it); entry points run through ``run_main``, which prints
+``error: <message>`` and exits with status 2 instead of a traceback (``ROUTER_LAB_TRACEBACK=1``
+or ``HYDRA_FULL_ERROR=1`` shows it). An error raised inside a config ``_target_``'s
+constructor reaches the user as that one line too, not as Hydra's ``InstantiationException``
+wrapper. Every command is a Hydra entry point made with :func:`hydra_cli`, which adds the
+same for Hydra's own errors (unknown config group or option, a key typo) and checks the
+composed config against the entry point's schema (:mod:`router_lab.config_schema`).
 """
 from __future__ import annotations
 
@@ -23,18 +23,9 @@ class UserError(ValueError):
     """A problem the user can fix (config, input, environment)."""
 
 
-def user_error_types() -> tuple[type[BaseException], ...]:
-    from router_lab.data.records import DataError
-    from router_lab.encoders import EncoderError
-    from router_lab.pool import PoolError
-
-    # Path errors name the path the user gave (a directory where a file was expected, ...).
-    return (UserError, DataError, EncoderError, PoolError, FileNotFoundError, IsADirectoryError,
-            NotADirectoryError, FileExistsError, PermissionError)
-
-
-def user_error(message: str) -> UserError:
-    return UserError(message)
+#: What a user can cause besides a UserError: a path that is missing, a file where a directory
+#: was expected, ... (the message names the path the user gave).
+USER_ERRORS = (UserError, FileNotFoundError, IsADirectoryError, NotADirectoryError, FileExistsError, PermissionError)
 
 
 #: Set while :func:`hydra_cli` has turned on HYDRA_FULL_ERROR only to catch Hydra's errors itself.
@@ -66,7 +57,7 @@ def _instantiation_error(e: BaseException) -> str | None:
     key = next((l.split(":", 1)[1].strip() for l in text.splitlines() if l.startswith("full_key:")), "")
     target = text.split("'")[1].rsplit(".", 1)[-1] if text.count("'") >= 2 else ""
     what = one_line(cause) if cause is not None else one_line(e)
-    if cause is not None and not isinstance(cause, user_error_types()):
+    if cause is not None and not isinstance(cause, USER_ERRORS):
         what = f"{type(cause).__name__}: {what}"
     where = ": ".join(x for x in (key, target and f"{target}()") if x)
     return f"{where}: {what}" if where else what
@@ -82,7 +73,7 @@ def run_main(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Call ``fn``; a user error becomes one line on stderr and exit status 2."""
     try:
         return fn(*args, **kwargs)
-    except user_error_types() as e:
+    except USER_ERRORS as e:
         if _show_traceback():
             raise
         _report(one_line(e))
@@ -112,10 +103,16 @@ def _hydra_message(e: BaseException) -> str:
     cause = e.__cause__
     if cause is not None and one_line(cause) not in msg:
         msg += f" ({one_line(cause).rstrip('.')})"
+    parent, key = getattr(cause, "parent_node", None), getattr(cause, "key", None)
+    if "not in struct" in msg and isinstance(key, str) and parent is not None:  # a typo: the closest key
+        import difflib
+
+        close = difflib.get_close_matches(key, [str(k) for k in parent.keys() if k != "hydra"], n=1)
+        msg += f"; did you mean {close[0]!r}?" if close else ""
     return msg or type(e).__name__
 
 
-def hydra_cli(config_name: str, schema: Any = None) -> Callable:
+def hydra_cli(config_name: str, schema: Any = None, options: bool = False) -> Callable:
     """``hydra.main`` for a project entry point, with the project's error contract:
 
         @hydra_cli("train", schema=TrainConfig)
@@ -123,8 +120,10 @@ def hydra_cli(config_name: str, schema: Any = None) -> Callable:
 
     Hydra's own errors (unknown config group or option, a key typo, a bad override) become
     one ``error:`` line and exit status 2 (``HYDRA_FULL_ERROR=1`` keeps Hydra's full
-    report); with ``schema`` the composed config is validated before the task runs.
-    Called with a config (``main(cfg)``) it runs the task directly, as ``hydra.main`` does.
+    report); with ``schema`` the composed config is validated before the task runs, and with
+    ``options=True`` the task gets the validated schema object instead of the config.
+    ``main()`` reads the command line; ``main(["key=value", ...])`` runs that command line in
+    this process (tests, scripts); ``main(cfg)`` runs the task on a composed config.
     """
     import hydra
 
@@ -133,45 +132,56 @@ def hydra_cli(config_name: str, schema: Any = None) -> Callable:
     def deco(task: Callable[[Any], Any]) -> Callable[..., Any]:
         @functools.wraps(task)
         def job(cfg: Any) -> Any:
+            checked = None
             if schema is not None:
                 from router_lab.config_schema import check_config
 
-                run_main(check_config, cfg, schema)
-            return task(cfg)
+                checked = run_main(check_config, cfg, schema)
+            return task(checked if options else cfg)
 
         hydra_main = hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=config_name)(job)
 
         @functools.wraps(task)
         def entry(cfg: Any = None) -> Any:
-            if cfg is not None:
+            if cfg is not None and not isinstance(cfg, (list, tuple)):
                 return job(cfg)
-            if os.environ.get("HYDRA_FULL_ERROR") == "1":
-                return hydra_main()
-            # Hydra then raises its errors instead of printing them; we print one line.
-            os.environ["HYDRA_FULL_ERROR"] = os.environ[_ONE_LINE_ENV] = "1"
+            argv = sys.argv
+            if cfg is not None:
+                sys.argv = [argv[0] if argv else config_name, *cfg]
             try:
-                return hydra_main()
-            except user_error_types() as e:  # e.g. from a Hydra callback, outside the task
-                if os.environ.get("ROUTER_LAB_TRACEBACK"):
-                    raise
-                _report(one_line(e))
-            except Exception as e:
-                from hydra.errors import HydraException
-                from omegaconf.errors import OmegaConfBaseException
-
-                if os.environ.get("ROUTER_LAB_TRACEBACK"):
-                    raise
-                inst = _instantiation_error(e)
-                if inst is not None:
-                    _report(inst)
-                if not isinstance(e, (HydraException, OmegaConfBaseException)):
-                    raise
-                _report(_hydra_message(e))
+                return _run_hydra(hydra_main)
             finally:
-                os.environ.pop("HYDRA_FULL_ERROR", None)
-                os.environ.pop(_ONE_LINE_ENV, None)
+                sys.argv = argv
 
         entry.hydra_main = hydra_main  # type: ignore[attr-defined]
         return entry
 
     return deco
+
+
+def _run_hydra(hydra_main: Callable[[], Any]) -> Any:
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        return hydra_main()
+    # Hydra then raises its errors instead of printing them; we print one line.
+    os.environ["HYDRA_FULL_ERROR"] = os.environ[_ONE_LINE_ENV] = "1"
+    try:
+        return hydra_main()
+    except USER_ERRORS as e:  # e.g. from a Hydra callback, outside the task
+        if os.environ.get("ROUTER_LAB_TRACEBACK"):
+            raise
+        _report(one_line(e))
+    except Exception as e:
+        from hydra.errors import HydraException
+        from omegaconf.errors import OmegaConfBaseException
+
+        if os.environ.get("ROUTER_LAB_TRACEBACK"):
+            raise
+        inst = _instantiation_error(e)
+        if inst is not None:
+            _report(inst)
+        if not isinstance(e, (HydraException, OmegaConfBaseException)):
+            raise
+        _report(_hydra_message(e))
+    finally:
+        os.environ.pop("HYDRA_FULL_ERROR", None)
+        os.environ.pop(_ONE_LINE_ENV, None)

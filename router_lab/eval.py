@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from router_lab.config_schema import EvalConfig
 from router_lab.errors import UserError, hydra_cli, run_main
 from router_lab.runs import checkpoint_of, load_checkpoint_model, load_run_config, load_run_datamodule
-from router_lab.train import report
+from router_lab.results import decide_test_sets, report_run
 
 log = logging.getLogger("router_lab.eval")
 
@@ -41,8 +41,8 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict:
         raise UserError(f"the router was trained for LLMs {names} but the data's pool is {dm.pool.names}; "
                         "expected test data scored for the same LLMs")
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer)
-    trainer.test(model, datamodule=dm, verbose=False)
-    return report(dm, model, cfg.paths.output_dir, title=f"{target.rsplit('.', 1)[-1]} ({ckpt.name})")
+    outputs = decide_test_sets(trainer, model, dm)
+    return report_run(dm, outputs, cfg.paths.output_dir, title=f"{target.rsplit('.', 1)[-1]} ({ckpt.name})")
 
 
 @hydra_cli("eval", schema=EvalConfig)

@@ -1,5 +1,12 @@
-"""Evaluation shared by every router family: per-set routing metrics, baselines, group
-averages and the results table.
+"""Evaluation shared by every router family, as pure functions on arrays: per-set routing
+metrics, baselines, group averages and the results table.
+
+A test set's ``outputs`` is one dict of arrays: the router's decisions (``decision_arrays`` of
+its ``decide(batch)``, batches concatenated in order: ``chosen``, ``utilities``,
+``confidence``, ``fallback``, ``pred_label``) merged with the set's ``ground_truth``
+(``scores``, ``is_probability``, ``costs``, ``label``, ``task``; ``ground_truth(split)`` reads
+them off a split, ``batch_truth(batch)`` off a validation batch). ``evaluate(outputs by set,
+training ground truth, groups)`` returns the flat metrics; nothing here sees a DataModule.
 
 Metric names in ``metrics.json`` are flat: ``<test set>/<method>/<metric>``, where method
 is ``router`` or a baseline (``random``, ``best_single``, ``best_per_task``, ``oracle``;
@@ -19,8 +26,7 @@ picks the LLM that is best on that task's test set (the ceiling of task-identity
 from __future__ import annotations
 
 import math
-from collections import defaultdict
-from typing import TYPE_CHECKING, Iterable, Mapping
+from typing import Iterable, Mapping
 
 import numpy as np
 import torch
@@ -28,45 +34,51 @@ import torch
 from router_lab import metrics as M
 from router_lab.pairs import pairwise_ranking_inputs
 
-if TYPE_CHECKING:
-    from router_lab.data.datamodule import RouterDataModule, RoutingSplit
-
 METHODS = ("router", "random", "best_single", "best_per_task", "oracle", "majority")
 
 
-class OutputCollector:
-    """Accumulates a router's per-batch decisions with the batch's ground truth."""
+def ground_truth(split) -> dict[str, np.ndarray]:
+    """One split's ground truth as arrays (the ``truth`` every function here takes):
+    ``scores`` (N, L; NaN = unscored), ``is_probability`` (N,), ``costs`` (N, L) when known,
+    ``label`` (N,) category index (-1 unknown), ``task`` (N,) task names."""
+    truth = {"scores": np.asarray(split.scores), "label": np.asarray(split.labels),
+             "is_probability": np.array([t == "probability" for t in split.score_types], dtype=bool),
+             "task": np.array(split.tasks, dtype=object)}
+    if split.costs is not None:
+        truth["costs"] = np.asarray(split.costs)
+    return truth
 
-    def __init__(self) -> None:
-        self.parts: dict[str, list[np.ndarray]] = defaultdict(list)
 
-    def add(self, batch: Mapping[str, torch.Tensor], utilities: torch.Tensor, chosen: torch.Tensor,
-            confidence: torch.Tensor | None = None, pred_label: torch.Tensor | None = None,
-            fallback: torch.Tensor | None = None) -> None:
-        put = lambda k, v: self.parts[k].append(v.detach().float().cpu().numpy() if v.is_floating_point()
-                                                else v.detach().cpu().numpy())
-        put("index", batch["index"])
-        put("scores", torch.where(batch["score_mask"], batch["scores"], torch.nan) if batch["scores"].numel()
-            else batch["scores"])
-        put("is_probability", batch["is_probability"])
-        put("label", batch["label"])
-        put("task_id", batch["task_id"])
-        if "costs" in batch:
-            put("costs", batch["costs"])
-        put("utilities", utilities)
-        put("chosen", chosen)
-        if confidence is not None:
-            put("confidence", confidence)
-        if pred_label is not None:
-            put("pred_label", pred_label)
-        if fallback is not None:
-            put("fallback", fallback)
+def batch_truth(batch: Mapping[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    """The ground truth a batch carries (validation), in the schema of ``ground_truth``."""
+    scores = torch.where(batch["score_mask"], batch["scores"], torch.nan) if batch["scores"].numel() \
+        else batch["scores"]
+    keys = {"scores": scores, "is_probability": batch["is_probability"], "label": batch["label"]}
+    if "costs" in batch:
+        keys["costs"] = batch["costs"]
+    return {k: v.detach().cpu().numpy() for k, v in keys.items()}
 
-    def result(self) -> dict[str, np.ndarray]:
-        return {k: np.concatenate(v) for k, v in self.parts.items()}
 
-    def reset(self) -> None:
-        self.parts.clear()
+#: decide() key -> decision array name (``chosen`` the LLM index, ``pred_label`` the category)
+DECISION_KEYS = {"llm": "chosen", "utilities": "utilities", "confidence": "confidence", "fallback": "fallback",
+                 "category": "pred_label"}
+
+
+def decision_arrays(decisions: Mapping[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    """A family's ``decide(batch)`` as arrays: ``chosen``, ``utilities``, ``confidence``,
+    ``fallback`` and (category routers) ``pred_label``."""
+    out = {}
+    for key, name in DECISION_KEYS.items():
+        if key in decisions:
+            v = decisions[key].detach()
+            out[name] = (v.float() if v.is_floating_point() else v).cpu().numpy()
+    return out
+
+
+def concat(parts: Iterable[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Per-batch dicts of arrays -> one dict (rows in order)."""
+    parts = list(parts)
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else {}
 
 
 def _types(is_probability: np.ndarray) -> list[str]:
@@ -135,16 +147,21 @@ def selection_score(m: Mapping[str, float]) -> float:
     return float("nan")
 
 
-def baseline_metrics(train: "RoutingSplit", test: "RoutingSplit") -> dict[str, dict[str, float]]:
-    """Baselines on one test set (see module docstring)."""
+def _has_scores(truth: Mapping[str, np.ndarray]) -> bool:
+    return truth["scores"].size > 0 and not np.isnan(truth["scores"]).all()
+
+
+def baseline_metrics(train: Mapping[str, np.ndarray], test: Mapping[str, np.ndarray]) -> dict[str, dict[str, float]]:
+    """Baselines on one test set (see module docstring), from the ``ground_truth`` of the
+    training split and of the test set."""
     out: dict[str, dict[str, float]] = {}
-    if test.has_scores and train.has_scores:
-        full = ~np.isnan(test.scores).any(axis=1)
+    if _has_scores(test) and _has_scores(train):
+        full = ~np.isnan(test["scores"]).any(axis=1)
         if full.any():
-            sc = test.scores[full]
-            types = [t for t, f in zip(test.score_types, full) if f]
+            sc = test["scores"][full]
+            types = _types(test["is_probability"][full])
             eff = M.effective_scores(sc, types)
-            costs = test.costs[full] if test.costs is not None else None
+            costs = test["costs"][full] if "costs" in test else None
             n, l = sc.shape
 
             def pack(chosen: np.ndarray | None, acc_predict: float | None = None, cost: float | None = None):
@@ -160,9 +177,9 @@ def baseline_metrics(train: "RoutingSplit", test: "RoutingSplit") -> dict[str, d
             out["random"] = pack(None, acc_predict=float(eff.mean()),
                                  cost=float(costs.mean()) if costs is not None else None)
             out["random"]["acc"] = float((sc >= sc.max(1, keepdims=True)).mean())
-            train_mean = np.nanmean(train.effective_scores(), axis=0)
+            train_mean = np.nanmean(M.effective_scores(train["scores"], _types(train["is_probability"])), axis=0)
             out["best_single"] = pack(np.full(n, int(np.nanargmax(train_mean))))
-            tasks = np.array([t for t, f in zip(test.tasks, full) if f])
+            tasks = test["task"][full]
             per_task = np.zeros(n, dtype=int)
             for t in np.unique(tasks):
                 m = tasks == t
@@ -174,29 +191,31 @@ def baseline_metrics(train: "RoutingSplit", test: "RoutingSplit") -> dict[str, d
                 # The cheapest of the best LLMs: the oracle's cost.
                 best = eff >= eff.max(1, keepdims=True) - 1e-9
                 out["oracle"]["cost"] = float(np.where(best, costs, np.inf).min(1).mean())
-    known = test.labels >= 0
-    if (train.labels >= 0).any() and known.any() and not test.has_scores:
-        counts = np.bincount(train.labels[train.labels >= 0])
+    known, train_labels = test["label"] >= 0, train["label"]
+    if (train_labels >= 0).any() and known.any() and not _has_scores(test):
+        counts = np.bincount(train_labels[train_labels >= 0])
         maj = np.full(int(known.sum()), int(counts.argmax()))
-        out["majority"] = {"accuracy": M.classification_accuracy(maj, test.labels[known]),
-                           "macro_f1": M.macro_f1(maj, test.labels[known])}
+        out["majority"] = {"accuracy": M.classification_accuracy(maj, test["label"][known]),
+                           "macro_f1": M.macro_f1(maj, test["label"][known])}
         out["random"] = {"accuracy": 1.0 / len(counts)}
     return out
 
 
-def evaluate(dm: "RouterDataModule", outputs: Mapping[str, Mapping[str, np.ndarray]]) -> dict[str, float]:
-    """Flat metrics for every test set and group: the router's and the baselines'."""
+def evaluate(outputs: Mapping[str, Mapping[str, np.ndarray]], train: Mapping[str, np.ndarray],
+             groups: Mapping[str, list] | None = None) -> dict[str, float]:
+    """Flat metrics for every test set and group, the router's and the baselines':
+    ``outputs`` maps a test set to its decisions and ground truth (one dict of arrays,
+    ``decision_arrays`` | ``ground_truth``), ``train`` is the training split's ground truth."""
     flat: dict[str, float] = {}
     per_set: dict[str, dict[str, dict[str, float]]] = {}
-    for name, split in dm.test_sets.items():
-        methods = {"router": routing_metrics(outputs[name])} if name in outputs else {}
-        methods.update(baseline_metrics(dm.train_set, split))
-        per_set[name] = methods
+    for name, out in outputs.items():
+        per_set[name] = {"router": routing_metrics(out)} if "chosen" in out else {}
+        per_set[name].update(baseline_metrics(train, out))
     for name, methods in per_set.items():
         for method, ms in methods.items():
             for k, v in ms.items():
                 flat[f"{name}/{method}/{k}"] = float(v)
-    for group, members in dm.groups.items():
+    for group, members in (groups or {}).items():
         for method in METHODS:
             for k in ("acc_predict", "acc", "cost", "accuracy", "macro_f1"):
                 vals = [per_set[m][method][k] for m in members if k in per_set[m].get(method, {})]

@@ -2,7 +2,7 @@
 without Hydra or the training config tree.
 
     python -m router_lab.export ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt out=outputs/export/my_router
-    python -m router_lab.export ckpt_path=outputs/train/runs/<run> out=DIR route_map=conf/route_map/example.yaml
+    python -m router_lab.export ckpt_path=outputs/train/runs/<run> out=DIR route_map=conf/route_maps/example.yaml
     python -m router_lab.export ckpt_path=... out=DIR onnx=true      # + the encoder for ONNX Runtime
 
 Writes (atomically: a temporary sibling dir, then a rename; ``overwrite=true`` replaces only an
@@ -26,28 +26,18 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import sys
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from router_lab.api import ENCODER_DIR, EXPORT_FORMAT, EXPORT_MARKER, ROUTER_YAML, WEIGHTS, Router, load_route_map
-from router_lab.errors import UserError, run_main
+from router_lab.config_schema import ExportConfig
+from router_lab.errors import UserError, hydra_cli, run_main
 from router_lab.files import check_output_is_not_input, check_replaceable_dir, write_atomic
 
 log = logging.getLogger("router_lab.export")
-
-
-@dataclass
-class ExportOptions:
-    ckpt_path: str = ""
-    out: str = ""
-    route_map: str = ""
-    overwrite: bool = False
-    onnx: bool = False       # also write the encoder for ONNX Runtime (float32 and int8) into DIR/onnx/
 
 
 def plain(obj: Any) -> Any:
@@ -131,7 +121,7 @@ def export_router(router: Router, out: str | Path, route_map: dict | None = None
     return out
 
 
-def export(opts: ExportOptions) -> Path:
+def export(opts: ExportConfig) -> Path:
     if not opts.ckpt_path or not opts.out:
         raise UserError("expected ckpt_path=PATH (a .ckpt or a run dir) and out=DIR")
     if Path(opts.out).exists() and not opts.overwrite:  # before loading the model (that takes a while)
@@ -147,12 +137,12 @@ def export(opts: ExportOptions) -> Path:
     return out
 
 
-def main(argv: list[str] | None = None) -> None:
-    from router_lab.route import parse_options, setup_cli
+@hydra_cli("export", schema=ExportConfig, options=True)
+def main(opts: ExportConfig) -> Path:
+    from router_lab import console
 
-    setup_cli()
-    opts = run_main(parse_options, sys.argv[1:] if argv is None else argv, ExportOptions, __doc__)
-    run_main(export, opts)
+    console.configure()
+    return run_main(export, opts)
 
 
 if __name__ == "__main__":

@@ -15,8 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
+from router_lab.errors import UserError
 
-class PoolError(ValueError):
+
+class PoolError(UserError):
     """An LLM name or pool setting that does not fit the configured pool."""
 
 

@@ -1,7 +1,10 @@
 """Compare routers across runs and sweeps: markdown + CSV tables and PNG plots.
 
-    python -m router_lab.report outputs/train/multiruns/2026-11-22_10-00-00 outputs/train/runs
-    python -m router_lab.report DIR... out=outputs/report/split2 readme=experiments/routerdc_split2/README.md
+    python -m router_lab.report roots=[outputs/train/multiruns/2026-11-22_10-00-00,outputs/train/runs]
+    python -m router_lab.report roots=DIR out=outputs/report/split2 readme=experiments/routerdc_split2/README.md
+
+(Hydra overrides of ``conf/report.yaml``: ``roots`` is one dir or a list; quote a path
+holding ``, = : [ ] '`` as ``roots="['a,b']"``.)
 
 Finds every run dir under the given DIRs (a dir holding ``metrics.json``), reads what it was
 from ``.hydra/config.yaml`` / ``.hydra/hydra.yaml`` / ``.hydra/overrides.yaml`` (router family,
@@ -49,7 +52,8 @@ import numpy as np
 import yaml
 
 from router_lab import ROOT
-from router_lab.errors import UserError, run_main
+from router_lab.config_schema import ReportConfig
+from router_lab.errors import UserError, hydra_cli, run_main
 from router_lab.files import check_output_is_not_input, write_atomic
 
 log = logging.getLogger("router_lab.report")
@@ -660,7 +664,7 @@ def make_report(roots: Sequence[str | Path], out: str | Path | None = None, read
     """Gather runs under ``roots`` and write the report; returns its directory."""
     roots = [str(r) for r in roots]
     if not roots:
-        raise UserError("report: no directories given; usage: python -m router_lab.report DIR... [out=DIR]")
+        raise UserError("report: no directories given; usage: python -m router_lab.report roots=[DIR,...] [out=DIR]")
     runs, skipped = load_runs(roots)
     for p, why in skipped:
         print(f"skipped {_short(p)}: {why}", file=sys.stderr)
@@ -728,7 +732,7 @@ def make_report(roots: Sequence[str | Path], out: str | Path | None = None, read
         raise
     if readme:
         update_readme(Path(readme), "\n".join(tables_markdown(sections)),
-                      command or "python -m router_lab.report " + " ".join(roots))
+                      command or f"python -m router_lab.report roots=[{','.join(roots)}]")
     print(f"report: {out / 'report.md'} ({sum(len(s.runs) for s in sections)} runs, {len(skipped)} skipped)")
     return out
 
@@ -765,8 +769,9 @@ def per_query_decisions(run_dir: str | Path, test_set: str | None = None, limit:
 
 
 def _decisions_from_checkpoint(run: Path, test_set: str | None, limit: int | None) -> list[dict]:
-    import torch
+    import lightning as L
 
+    from router_lab.results import decide_test_sets, decision_rows
     from router_lab.runs import default_paths, load_run_config, load_run_datamodule, load_run_model
 
     ckpt = run / "checkpoints" / "best.ckpt"
@@ -778,61 +783,32 @@ def _decisions_from_checkpoint(run: Path, test_set: str | None, limit: int | Non
     cfg, cfg_file = load_run_config(run)
     dm = load_run_datamodule(cfg, str(cfg_file), default_paths(run))
     dm.setup("test")
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
     llms = list(model.hparams["data_info"]["llm_names"])
-    rows: list[dict] = []
-    for name, loader in zip(dm.test_set_names, dm.test_dataloader()):
-        if test_set is not None and name != test_set:
-            continue
-        split = dm.test_sets[name]
-        for batch in loader:
-            with torch.no_grad():
-                d = model.decide(batch)
-            for j, idx in enumerate(batch["index"].tolist()):
-                rec, sc = split.records[idx], split.scores[idx]
-                chosen = int(d["llm"][j])
-                finite = np.isfinite(sc)
-                best = float(np.nanmax(sc)) if finite.any() else float("nan")
-                rows.append({"test_set": name, "index": idx, "text": rec.text, "task": split.tasks[idx],
-                             "chosen_llm": llms[chosen] if 0 <= chosen < len(llms) else None,
-                             "chosen_score": float(sc[chosen]) if finite.any() and 0 <= chosen < len(sc) else None,
-                             "best_score": best,
-                             "best_llms": [llms[i] for i in np.flatnonzero(sc >= best - 1e-9)] if finite.any() else [],
-                             "confidence": float(d["confidence"][j]) if "confidence" in d else None,
-                             "fallback": bool(d["fallback"][j]) if "fallback" in d else None})
-                if limit and len(rows) >= limit:
-                    return rows
-    return rows
+    rows = [row for name, out in decide_test_sets(trainer, model, dm).items() if test_set in (None, name)
+            for row in decision_rows(name, out, dm.test_sets[name].records, llms, dm.categories)]
+    return rows[:limit] if limit else rows
 
 
 # ----------------------------------------------------------------------------- CLI
-def parse_args(argv: Sequence[str]) -> dict:
-    opts: dict[str, Any] = {"roots": []}
-    for a in argv:
-        if a in ("-h", "--help") or (a == "help" and not Path(a).exists()):  # as route/calibrate/serve
-            print(__doc__)
-            sys.exit(0)
-        key, eq, value = a.partition("=")
-        if eq and key in ("out", "readme"):
-            if key == "out" and Path(value).exists() and not Path(value).is_dir():
-                raise UserError(f"report: out={value} is an existing file; expected a directory to write the report into")
-            opts[key] = value
-        elif eq and not Path(a).exists():
-            raise UserError(f"report: unknown option {key!r}; expected DIR..., out=DIR or readme=FILE")
-        else:
-            opts["roots"].append(a)
-    return opts
+def report(opts: ReportConfig) -> Path:
+    roots = [opts.roots] if isinstance(opts.roots, str) else list(opts.roots or [])
+    if opts.out and Path(opts.out).exists() and not Path(opts.out).is_dir():
+        raise UserError(f"report: out={opts.out} is an existing file; expected a directory to write the report into")
+    try:  # the command as given, for readme=
+        from hydra.core.hydra_config import HydraConfig
+
+        hc = HydraConfig.get()
+        command = "python -m router_lab.report " + " ".join(hc.overrides.task) if hc.job.config_name == "report" \
+            else None
+    except ValueError:  # called with a config, not from the command line
+        command = None
+    return make_report(roots, opts.out, opts.readme, command=command)
 
 
-def main(argv: Sequence[str] | None = None) -> Path:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
-
-    def go():
-        opts = parse_args(argv)
-        return make_report(opts["roots"], opts.get("out"), opts.get("readme"),
-                           command="python -m router_lab.report " + " ".join(argv))
-
-    return run_main(go)
+@hydra_cli("report", schema=ReportConfig, options=True)
+def main(opts: ReportConfig) -> Path:
+    return run_main(report, opts)
 
 
 if __name__ == "__main__":

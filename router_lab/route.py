@@ -1,15 +1,19 @@
 """Route queries with a trained router: single, interactive, batch, evaluate.
 
-    python -m router_lab.route router=outputs/export/my_router query="What is 2+2?"            # single
-    python -m router_lab.route router=DIR mode=interactive                                    # prompt loop
+    python -m router_lab.route router=outputs/export/my_router query="'What is 2+2?'"      # single
+    echo 'Any text, with "quotes", commas: and all' | python -m router_lab.route router=DIR query=-
+    python -m router_lab.route router=DIR mode=interactive                                 # prompt loop
     python -m router_lab.route router=DIR mode=batch input=queries.jsonl output=decisions.jsonl [on_error=stop]
-    python -m router_lab.route router=DIR mode=evaluate data=test.jsonl out=outputs/route/eval
-    python -m router_lab.route router=DIR mode=evaluate data=../shared/data/clinc150/clinc150_train_val.json \
-        loader=clinc150 loader.split=val loader.label=intent loader.include_oos=true
+    python -m router_lab.route router=DIR mode=evaluate input=test.jsonl out=outputs/route/eval
+    python -m router_lab.route router=DIR mode=evaluate input=../shared/data/clinc150/clinc150_train_val.json \
+        loader=clinc150 loader.label=intent
 
-``router`` is an export dir (python -m router_lab.export), a run dir or a .ckpt in one.
-Options are ``key=value``; an unknown key fails in one line. ``route_map=YAML`` adds a
-policy (confidence threshold -> fallback LLM, category -> LLM) and endpoints.
+``router`` is an export dir (python -m router_lab.export), a run dir or a .ckpt in one. The
+options are Hydra overrides of ``conf/route.yaml`` (``--help`` lists them, ``-m`` sweeps):
+Hydra reads ``, ' " [ ] { } ( ) = :`` specially, so quote free text (``query="'a, b'"``:
+the shell passes ``query='a, b'`` and Hydra strips its quotes) or read it from stdin with
+``query=-``. ``route_map=YAML`` adds a policy (confidence threshold -> fallback LLM,
+category -> LLM) and endpoints.
 
 batch: each input line is a JSON object with ``query`` (text) or ``conversation`` /
 ``messages`` (a list of {role, content}); optional ``id``. Each output line is
@@ -22,140 +26,27 @@ evaluate: a records file (JSONL/JSON/CSV/Parquet, router_lab's table format: ``q
 ``label`` and/or ``scores`` {llm: score}, optional ``costs``) -> accuracy (category accuracy
 for labelled data, else "chose a best LLM"), ``acc_predict`` (mean score of the chosen LLM),
 mean cost, a per-class report and a confusion matrix, printed and written to ``out``
-(``report.txt``, ``metrics.json``, ``confusion.png``). ``loader=NAME`` reads ``data`` with
-another of router_lab's loaders (``router_lab.data.loaders.LOADERS``), ``loader.ARG=value``
-passing its arguments. For a category router, records whose label is none of its categories
+(``report.txt``, ``metrics.json``, ``confusion.png``). ``loader=NAME`` (``conf/loader/``)
+reads ``input`` with another of router_lab's loaders, ``loader.ARG=value`` setting its
+arguments. For a category router, records whose label is none of its categories
 are out of scope: it reports in-scope accuracy (right category and not falling back) and
 out-of-scope recall (fell back), besides top-1 category accuracy ignoring the threshold.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
 import sys
 import time
-import types
-import typing
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, BinaryIO, Iterator, TextIO
+from typing import Any, BinaryIO, Iterator, TextIO
 
-from pydantic import Field
-
-from router_lab.errors import UserError, run_main
-from router_lab.files import check_output_is_not_input, write_atomic, write_json_atomic
+from router_lab.config_schema import RouteConfig
+from router_lab.errors import UserError, hydra_cli, run_main
+from router_lab.files import check_output_is_not_input, write_atomic
 
 log = logging.getLogger("router_lab.route")
-
-MODES = ("single", "interactive", "batch", "evaluate")
-
-
-# ------------------------------------------------------------------ key=value options
-
-def _convert(value: str, tp: Any, key: str) -> Any:
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if value.lower() in ("null", "none", ""):
-            return None
-        tp = args[0]
-    if tp is bool:
-        if value.lower() in ("true", "1", "yes"):
-            return True
-        if value.lower() in ("false", "0", "no"):
-            return False
-        raise UserError(f"{key}={value!r}: expected true or false")
-    if tp in (int, float):
-        try:
-            return tp(value)
-        except ValueError:
-            raise UserError(f"{key}={value!r}: expected a{'n integer' if tp is int else ' number'}") from None
-    return value
-
-
-def _yaml_value(value: str) -> Any:
-    """``true`` -> True, ``3`` -> 3, ``[a, b]`` -> a list, anything else the text itself."""
-    import yaml
-
-    try:
-        return yaml.safe_load(value)
-    except yaml.YAMLError:
-        return value
-
-
-def parse_options(argv: list[str], cls: type, doc: str | None = None):
-    """``key=value`` arguments -> the dataclass ``cls``; unknown keys fail in one line."""
-    hints = typing.get_type_hints(cls)
-    known = [f.name for f in dataclasses.fields(cls)]
-    values: dict[str, Any] = {}
-    for arg in argv:
-        if arg in ("-h", "--help", "help"):
-            print((doc or "").strip())
-            print("\noptions: " + ", ".join(
-                f"{f.name[:-5]}.ARG=..." if f.name.endswith("_args") else f"{f.name}={f.default!r}"
-                for f in dataclasses.fields(cls)))
-            sys.exit(0)
-        key, eq, value = arg.partition("=")
-        key = key.lstrip("+").strip()
-        if not eq:
-            raise UserError(f"argument {arg!r} is not key=value; expected options from {known}")
-        group, dot, sub = key.partition(".")
-        if dot and sub and f"{group}_args" in known:  # loader.split=val -> loader_args["split"] = "val"
-            values.setdefault(f"{group}_args", {})[sub] = _yaml_value(value)
-            continue
-        if key not in known:
-            import difflib
-
-            close = difflib.get_close_matches(key, known, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise UserError(f"unknown option {key!r}{hint}; expected one of {known}")
-        values[key] = _convert(value, hints[key], key)
-    # Ranges and choices declared on the dataclass's fields (``Annotated[int, Field(ge=1)]``).
-    import pydantic
-
-    from router_lab.config_schema import format_validation_error
-
-    try:
-        return pydantic.TypeAdapter(cls).validate_python(values)
-    except pydantic.ValidationError as e:
-        raise UserError(format_validation_error(e)) from None
-
-
-def setup_cli() -> None:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("httpx", "transformers", "lightning.pytorch.utilities.rank_zero"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    try:  # per-file "Loading weights" bars would bury the one-line answers
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
-    except ImportError:  # pragma: no cover
-        pass
-
-
-@dataclass
-class RouteOptions:
-    router: str = ""
-    mode: str = "single"
-    query: str = ""
-    input: str = ""
-    output: str = ""
-    on_error: str = "skip"
-    batch_size: Annotated[int, Field(ge=1)] = 64
-    data: str = ""
-    out: str = ""
-    route_map: str = ""
-    threads: Annotated[int, Field(ge=0)] = 0
-    quantize: str = ""       # int8: int8 dynamic quantisation of the encoder (CPU, ~2x faster)
-    runtime: str = "torch"   # onnx: the encoder in ONNX Runtime (CPU; the fastest, see router_lab.onnx_runtime)
-    loader: str = "table"    # evaluate: the loader reading data= (router_lab.data.loaders.LOADERS)
-    loader_args: dict = dataclasses.field(default_factory=dict)  # loader.ARG=value
-
 
 # ------------------------------------------------------------------ modes
 
@@ -168,11 +59,9 @@ def format_decision(d) -> str:
     return line + (f"\n   scores: {scores}" if scores else "")
 
 
-def run_single(router, opts: RouteOptions, out: TextIO | None = None) -> dict:
+def run_single(router, query: str, out: TextIO | None = None) -> dict:
     out = out or sys.stdout
-    if not opts.query.strip():
-        raise UserError("query is empty; expected query=\"some text\"")
-    d = router.route(opts.query)
+    d = router.route(query)
     out.write(json.dumps(d.to_dict(), indent=2) + "\n")
     return d.to_dict()
 
@@ -255,11 +144,9 @@ def iter_jsonl_queries(f: TextIO | BinaryIO, on_error: str, errors: list) -> Ite
             return  # the caller still writes every line routed before this one
 
 
-def run_batch(router, opts: RouteOptions) -> dict:
+def run_batch(router, opts: RouteConfig) -> dict:
     from router_lab.api import iter_chunks
 
-    if opts.on_error not in ("skip", "stop"):
-        raise UserError(f"on_error={opts.on_error!r}; expected skip or stop")
     if not opts.input or not opts.output:
         raise UserError("mode=batch needs input=FILE.jsonl and output=FILE.jsonl")
     src = Path(opts.input)
@@ -316,8 +203,10 @@ def _route_chunk(router, chunk, w: TextIO, errors: list, stop: bool) -> int:
 
 # ------------------------------------------------------------------ evaluate
 
-def evaluate_records(router, records, out_dir: Path | None = None, batch_size: int = 64) -> dict:
-    """Route labelled / scored records; metrics, per-class report and confusion matrix."""
+def evaluate_records(router, records, out_dir: Path | None = None, batch_size: int = 64, name: str = "data") -> dict:
+    """Route labelled / scored records; metrics, per-class report and confusion matrix; in
+    ``out_dir`` metrics.json and predictions.jsonl as ``router_lab.results`` writes them, with
+    the records as the test set ``name``."""
     import numpy as np
     from sklearn.metrics import classification_report, confusion_matrix
 
@@ -398,10 +287,22 @@ def evaluate_records(router, records, out_dir: Path | None = None, batch_size: i
         print(text)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
+        from router_lab.results import decision_rows, write_metrics
+
         write_atomic(out_dir / "report.txt", text + "\n")
-        write_json_atomic(res, out_dir / "metrics.json")
+        cats = list(router.categories or [])
+        out = {"chosen": np.array([names.index(d.llm) if d.llm in names else -1 for d in decisions]),
+               "scores": scores if has_scores else np.zeros((len(records), 0)),
+               "confidence": np.array([d.confidence for d in decisions], dtype=float),
+               "fallback": np.array([d.fallback for d in decisions], dtype=bool)}
+        if cats:
+            out["label"] = np.array([cats.index(r.label) if r.label in cats else -1 for r in records])
+            out["pred_label"] = np.array([cats.index(d.category) if d.category in cats else -1 for d in decisions])
+        rows = decision_rows(name, out, records, names, cats)
+        write_atomic(out_dir / "predictions.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
         _cm_png(cm, labels, out_dir / "confusion.png", what)
-        print(f"\nwrote {out_dir}/report.txt, metrics.json, confusion.png")
+        write_metrics({f"{name}/router/{k}": v for k, v in res.items()}, out_dir / "metrics.json")
+        print(f"\nwrote {out_dir}/report.txt, metrics.json, predictions.jsonl, confusion.png")
     return res
 
 
@@ -460,25 +361,28 @@ def _cm_png(cm, labels, path: Path, what: str) -> None:
     plt.close(fig)
 
 
-def run_evaluate(router, opts: RouteOptions) -> dict:
-    if not opts.data:
-        raise UserError("mode=evaluate needs data=FILE (records with 'query' and 'label' and/or 'scores')")
-    records = load_eval_records(router, opts.data, opts.loader, opts.loader_args)
+def run_evaluate(router, opts: RouteConfig) -> dict:
+    if not opts.input:
+        raise UserError("mode=evaluate needs input=FILE (records with 'query' and 'label' and/or 'scores')")
+    records = load_eval_records(router, opts.input, opts.loader)
     out = Path(opts.out) if opts.out else Path("outputs") / "route" / (time.strftime("eval-%Y%m%d-%H%M%S")
                                                                        + f"-{os.getpid()}")
-    check_output_is_not_input(out, [opts.data], "out")
+    check_output_is_not_input(out, [opts.input], "out")
     return evaluate_records(router, records, out, opts.batch_size)
 
 
-def load_eval_records(router, data: str, loader: str = "table", loader_args: dict | None = None) -> list:
-    """Held-out records for evaluate / calibrate: ``data`` read by the named loader with
-    ``loader_args``; a scored table is checked against (and ordered by) the router's pool."""
+def load_eval_records(router, data: str, loader: Any = None) -> list:
+    """Held-out records for evaluate / calibrate: ``data`` read by ``loader`` (a
+    ``conf/loader`` config: ``name`` and the loader's arguments; default the table loader);
+    a scored table is checked against (and ordered by) the router's pool."""
     from router_lab.data.sources import resolve_loader
 
-    spec = {"loader": loader, "path": data, **(loader_args or {})}
-    if loader == "table" and "llm_names" not in spec and not router.label_router and _has_scores_column(data):
+    args = loader.model_dump() if hasattr(loader, "model_dump") else dict(loader or {"name": "table"})
+    name = args.pop("name")
+    spec = {"loader": name, "path": data, **args}
+    if name == "table" and "llm_names" not in spec and not router.label_router and _has_scores_column(data):
         spec["llm_names"] = router.llm_names
-    fn, kwargs = resolve_loader(spec, where=f"data={data} (loader={loader})")
+    fn, kwargs = resolve_loader(spec, where=f"input={data} (loader={name})")
     return fn(**kwargs)
 
 
@@ -498,15 +402,14 @@ def _has_scores_column(path: str) -> bool:
 
 # ------------------------------------------------------------------ entry point
 
-def route(opts: RouteOptions) -> Any:
+def route(opts: RouteConfig) -> Any:
     from router_lab.api import Router
 
-    if opts.mode not in MODES:
-        raise UserError(f"mode={opts.mode!r}; expected one of {list(MODES)}")
     if not opts.router:
         raise UserError("expected router=PATH (an export dir, a run dir or a .ckpt)")
-    if opts.mode == "single" and not opts.query.strip():
-        raise UserError("mode=single needs a non-empty query=\"...\"")
+    query = sys.stdin.read() if opts.mode == "single" and opts.query == "-" else opts.query
+    if opts.mode == "single" and not (query or "").strip():
+        raise UserError("mode=single needs a non-empty query=\"'...'\" (or query=- to read it from stdin)")
     if opts.mode == "batch" and opts.input and opts.output:  # before anything is opened or loaded
         check_output_is_not_input(opts.output, [opts.input])
     if opts.threads > 0:
@@ -516,7 +419,7 @@ def route(opts: RouteOptions) -> Any:
     router = Router.load(opts.router, route_map=opts.route_map or None, quantize=opts.quantize or None,
                          runtime=opts.runtime)
     if opts.mode == "single":
-        return run_single(router, opts)
+        return run_single(router, query)
     if opts.mode == "interactive":
         return run_interactive(router)
     if opts.mode == "batch":
@@ -524,10 +427,12 @@ def route(opts: RouteOptions) -> Any:
     return run_evaluate(router, opts)
 
 
-def main(argv: list[str] | None = None) -> None:
-    setup_cli()
-    opts = run_main(parse_options, sys.argv[1:] if argv is None else argv, RouteOptions, __doc__)
-    run_main(route, opts)
+@hydra_cli("route", schema=RouteConfig, options=True)
+def main(opts: RouteConfig) -> Any:
+    from router_lab import console
+
+    console.configure()
+    return run_main(route, opts)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """OpenAI-compatible routing proxy: the router picks an LLM for each chat request (on the
 whole conversation) and the request is forwarded to that LLM's endpoint.
 
-    python -m router_lab.serve router=outputs/export/my_router route_map=conf/route_map/example.yaml port=8000
+    python -m router_lab.serve router=outputs/export/my_router route_map=conf/route_maps/example.yaml port=8000
     curl -s localhost:8000/health
     python -c "import openai; c = openai.OpenAI(base_url='http://localhost:8000/v1', api_key='x'); \
         print(c.chat.completions.create(model='auto', messages=[{'role': 'user', 'content': 'hi'}]))"
@@ -15,7 +15,8 @@ category routers, ``x-router-category`` (``x-router-fallback: true`` = out of sc
 category router serves only with a route map whose policy gives every category and the
 out-of-scope fallback an LLM (``category_map`` / ``default_llm``).
 
-GET /health (router, pool, endpoints, requests in flight), GET /v1/models.
+GET /health (router, pool, endpoints, requests in flight), GET /v1/models. The options are
+Hydra overrides of ``conf/serve.yaml`` (``--help`` lists them, with their defaults).
 
 Errors: a malformed request (not JSON, nested deeper than the parser goes, a text part
 that is not a string) -> 400 with an OpenAI-style ``{"error": {"message": ...}}``; a body
@@ -40,22 +41,20 @@ import json
 import logging
 import os
 import socket
-import sys
 import threading
 import time
-from dataclasses import dataclass
-from typing import Annotated, Any, Iterator
+from typing import Any, Iterator
 
 import httpx
 import torch
 from fastapi import FastAPI, Request
-from pydantic import Field
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from router_lab.api import Router, RoutingDecision
-from router_lab.errors import UserError, run_main
+from router_lab.config_schema import ServeConfig
+from router_lab.errors import UserError, hydra_cli, run_main
 
 log = logging.getLogger("router_lab.serve")
 
@@ -343,24 +342,6 @@ def loopback_upstream(name: str, delay: float = 0.0, max_echo: int | None = None
 
 # ------------------------------------------------------------------ entry point
 
-@dataclass
-class ServeOptions:
-    router: str = ""
-    route_map: str = ""
-    host: str = "127.0.0.1"
-    port: Annotated[int, Field(ge=1, le=65535)] = 8000
-    max_concurrency: Annotated[int, Field(ge=1)] = 32
-    queue_timeout: Annotated[float, Field(gt=0)] = 30.0
-    timeout: Annotated[float, Field(gt=0)] = 60.0
-    connect_timeout: Annotated[float, Field(gt=0)] = 5.0
-    max_body_mb: Annotated[float, Field(gt=0)] = DEFAULT_MAX_BODY_MB  # larger request bodies get a 413
-    route_workers: Annotated[int, Field(ge=1)] = 2  # routing passes at once (a short query need not wait for a long one)
-    threads: Annotated[int, Field(ge=0)] = 0
-    quantize: str = ""       # int8: int8 dynamic quantisation of the encoder (CPU, ~2x faster)
-    runtime: str = "torch"   # onnx: the encoder in ONNX Runtime (CPU; the fastest, see router_lab.onnx_runtime)
-    trust_export: bool = False  # use the export dir's own route map (its URLs and key variables)
-
-
 def log_endpoints(router: Router) -> list[str]:
     """One line per LLM: where its requests go and which environment variable is sent as
     the key (the name only; values are never logged)."""
@@ -408,7 +389,7 @@ def _check_address(host: str, port: int) -> None:
                             "expected a free port (port=...)") from None
 
 
-def serve(opts: ServeOptions) -> None:
+def serve(opts: ServeConfig) -> None:
     import uvicorn
 
     if not opts.router:
@@ -426,7 +407,7 @@ def serve(opts: ServeOptions) -> None:
         hint = (" (the export dir suggests endpoints; they are data and are used only with trust_export=true)"
                 if suggested and not opts.trust_export else "")
         raise UserError("the route map has no endpoint for any of the router's LLMs "
-                        f"{router.llm_names}; expected route_map=YAML with endpoints (conf/route_map/example.yaml)"
+                        f"{router.llm_names}; expected route_map=YAML with endpoints (conf/route_maps/example.yaml)"
                         + hint)
     if missing:
         log.warning("no endpoint for %s: requests routed there get 502", missing)
@@ -436,11 +417,11 @@ def serve(opts: ServeOptions) -> None:
     uvicorn.run(app, host=opts.host, port=opts.port, log_level="info")
 
 
-def main(argv: list[str] | None = None) -> None:
-    from router_lab.route import parse_options, setup_cli
+@hydra_cli("serve", schema=ServeConfig, options=True)
+def main(opts: ServeConfig) -> None:
+    from router_lab import console
 
-    setup_cli()
-    opts = run_main(parse_options, sys.argv[1:] if argv is None else argv, ServeOptions, __doc__)
+    console.configure()
     run_main(serve, opts)
 
 

@@ -6,16 +6,12 @@
     python -m router_lab.train debug=fast_dev_run                # one batch of everything
 
 Writes into the run dir (``outputs/<task_name>/runs/<time>/``): ``.hydra/`` (the resolved
-config), ``checkpoints/best.ckpt``, ``metrics.json`` (flat name -> number, router and
-baselines on every test set; written last, atomically), ``results.md`` (the table) and the
-logger's files.
+config), ``checkpoints/best.ckpt``, the logger's files and what ``router_lab.results`` writes
+for the tested router (``metrics.json`` last, ``results.md``, ``predictions.jsonl``).
 """
 from __future__ import annotations
 
-import json
 import logging
-import math
-import os
 import time
 import warnings
 from pathlib import Path
@@ -26,9 +22,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from router_lab.config_schema import TrainConfig
 from router_lab.errors import UserError, hydra_cli, run_main
-from router_lab.files import write_atomic, write_json_atomic
+from router_lab.results import decide_test_sets, report_run
 from router_lab.runs import check_checkpoint
-from router_lab.evaluation import evaluate, results_table
 
 log = logging.getLogger("router_lab.train")
 
@@ -38,71 +33,6 @@ def instantiate_list(cfg: DictConfig | None) -> list:
     if not cfg:
         return []
     return [hydra.utils.instantiate(c) for c in cfg.values() if isinstance(c, DictConfig) and "_target_" in c]
-
-
-def collect_test_outputs(model, dm) -> dict:
-    return {name: model.test_outputs[i].result() for i, name in enumerate(dm.test_set_names) if i in model.test_outputs}
-
-
-def write_predictions(dm, outputs: dict, path: Path) -> None:
-    """One line per test query: what the router chose and what the best choice was."""
-    import numpy as np
-
-    names = list(dm.pool.names)
-    tmp = path.with_suffix(".jsonl.tmp")
-    with open(tmp, "w") as f:
-        for set_name, out in outputs.items():
-            split = dm.test_sets[set_name]
-            for row, idx in enumerate(out["index"]):
-                rec = split.records[int(idx)]
-                chosen = int(out["chosen"][row])
-                line = {"test_set": set_name, "index": int(idx), "id": rec.id, "text": rec.text, "task": rec.task,
-                        "chosen_llm": names[chosen] if 0 <= chosen < len(names) else None}
-                scores = out["scores"][row] if out["scores"].size else np.array([])
-                if scores.size and not np.isnan(scores).all():
-                    best = np.nanmax(scores)
-                    line.update(chosen_score=None if np.isnan(scores[chosen]) else float(scores[chosen]),
-                                best_score=float(best),
-                                best_llms=[n for n, v in zip(names, scores) if not np.isnan(v) and v >= best - 1e-9])
-                for k in ("confidence", "fallback"):
-                    if k in out:
-                        line[k] = out[k][row].item()
-                if "pred_label" in out and 0 <= int(out["label"][row]) < len(dm.categories):
-                    line.update(label=dm.categories[int(out["label"][row])],
-                                predicted=dm.categories[int(out["pred_label"][row])])
-                f.write(json.dumps(line) + "\n")
-    os.replace(tmp, path)
-
-
-def report(dm, model, output_dir: str | Path, extra: dict | None = None, title: str = "router vs baselines",
-           two_model: dict | None = None) -> dict:
-    """Metrics + table for a tested model; writes metrics.json and results.md."""
-    outputs = collect_test_outputs(model, dm)
-    metrics = evaluate(dm, outputs)
-    # Test sets with costs, routers with utilities: the willingness-to-pay sweep
-    # (cost_quality.json / .png, <set>/router/aiq); nothing otherwise.
-    from router_lab.cost_quality import cost_quality_report
-
-    metrics.update(cost_quality_report(outputs, output_dir, llm_names=dm.pool.names))
-    # +two_model.strong=<llm> +two_model.weak=<llm>: RouteLLM's APGR / CPT (router_lab.two_model)
-    from router_lab.two_model import two_model_report
-
-    metrics.update(two_model_report(outputs, dm.pool.names, two_model))
-    metrics.update(extra or {})
-    table = results_table(metrics, dm.test_set_names, dm.groups, title=title)
-    print("\n" + table + "\n")
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    write_atomic(out / "results.md", "```\n" + table + "\n```\n")
-    write_predictions(dm, outputs, out / "predictions.jsonl")
-    # metrics.json is flat name -> number: an undefined value (NaN, e.g. a metric of an empty
-    # group) is left out rather than written as null.
-    undefined = sorted(k for k, v in metrics.items() if not isinstance(v, (int, float)) or not math.isfinite(v))
-    if undefined:
-        log.info("left out of metrics.json (undefined): %s", ", ".join(undefined))
-    write_json_atomic({k: v for k, v in metrics.items() if k not in set(undefined)},
-                      out / "metrics.json")  # last: its presence marks a finished run
-    return metrics
 
 
 def save_splits(dm, out_dir: Path, which) -> list[Path]:
@@ -173,12 +103,11 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
 
     metrics: dict = {}
     if cfg.get("test", True):
-        # weights_only: a checkpoint can't run code on load.
-        trainer.test(model, datamodule=dm, ckpt_path=best, weights_only=True, verbose=False)
+        outputs = decide_test_sets(trainer, model, dm, ckpt_path=best)  # weights-only: no code runs on load
         if dm.encode_stats:  # train/val at setup, test sets when first tested
             extra["time/encode_seconds"] = float(dm.encode_stats.get("seconds", 0.0))
         two = cfg.get("two_model")
-        metrics = report(dm, model, out_dir, extra, two_model=OmegaConf.to_container(two) if two else None)
+        metrics = report_run(dm, outputs, out_dir, extra, two_model=OmegaConf.to_container(two) if two else None)
         for lg in loggers:
             lg.log_metrics({k: v for k, v in metrics.items()})
     save_splits(dm, out_dir, splits)

@@ -13,7 +13,7 @@ against the percentage of calls to the strong model. With ``r`` the mean effecti
   query count; a random router's APGR is 0.5);
 - CPT(x %) = the smallest share of strong calls whose PGR reaches x % (NaN if none does).
 
-``train.report`` adds ``<set>/router/apgr``, ``<set>/router/cpt50``, ``<set>/router/cpt80`` to
+``results.report_run`` adds ``<set>/router/apgr``, ``<set>/router/cpt50``, ``<set>/router/cpt80`` to
 metrics.json for every test set with scores for both LLMs.
 """
 from __future__ import annotations

@@ -2,6 +2,7 @@
 small routing data, and the composed Hydra config."""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -90,3 +91,36 @@ def cfg_factory(tmp_path):
         return compose(base + list(overrides or []), config_name, output_dir=tmp_path / "run")
 
     return make
+
+
+#: hand-built routers over cached embeddings (test_knn, test_mf): a frozen MiniLM and a toy pool's data_info
+FROZEN_MINILM = {"name": "minilm", "pretrained": "minilm", "frozen": True, "pooling": "mean", "max_length": 32}
+
+
+def toy_data_info(n_llms: int = 3, dim: int = 2, costs: list[float] | None = None) -> dict:
+    return {"llm_names": [f"llm{i}" for i in range(n_llms)], "llm_costs": costs or [0.0] * n_llms,
+            "categories": [], "label_kind": "best_llm", "tasks": ["t"], "embedding_dim": dim,
+            "train_mean_scores": [0.5] * n_llms, "has_scores": True}
+
+
+def route_metrics(out_dir) -> dict:
+    """``route mode=evaluate``'s metrics.json (``data/router/<metric>``) by metric name."""
+    m = json.loads((out_dir / "metrics.json").read_text())
+    assert all(k.startswith("data/router/") for k in m), m
+    return {k.removeprefix("data/router/"): v for k, v in m.items()}
+
+
+def run_failing(cfg, capsys, headline: str = "acc_predict") -> str:
+    """train(cfg) through run_main must end in exit 2 with ONE ``error:`` line, no traceback,
+    no results table (``headline`` not printed) and no metrics.json; returns the line."""
+    from router_lab.errors import run_main
+    from router_lab.train import train
+
+    with pytest.raises(SystemExit) as e:
+        run_main(train, cfg)
+    assert e.value.code == 2
+    err = capsys.readouterr()
+    errors = [line for line in err.err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in err.err, err.err[-2000:]
+    assert not (Path(cfg.paths.output_dir) / "metrics.json").exists() and headline not in err.out
+    return errors[0]

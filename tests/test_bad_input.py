@@ -2,7 +2,8 @@
 through the real CLIs (their ``main`` with that command line, in this process, so the table
 stays fast; two rows also as real ``python -m`` processes), each asserting exit status 2,
 exactly one ``error:`` line on stderr naming what was wrong, no traceback, and no result
-files (only Hydra's ``.hydra/`` and a log may appear).
+files (only a training-side run's ``.hydra/`` and log may appear; route, export, calibrate,
+serve and report write nothing at all).
 
 To add a case, add a ``Row``: the CLI module, its arguments (``{tmp}``, ``{run}``, ``{file:NAME}``
 are filled in; files are made by ``FILES``), and a piece of the expected message.
@@ -82,7 +83,7 @@ ROWS = [
     Row("router_lab.train", (*HYDRA, "model.dropout=1.5"), "model.dropout"),
     Row("router_lab.train", (*HYDRA, "trainer.min_epochs=5", "trainer.max_epochs=2"), "min_epochs"),
     Row("router_lab.train", (*HYDRA, "model=nosuch"), "Could not find 'model/nosuch'"),
-    Row("router_lab.train", (*HYDRA, "trainer.max_epoch=3"), "trainer.max_epoch"),
+    Row("router_lab.train", (*HYDRA, "trainer.max_epoch=3"), "did you mean 'max_epochs'"),
     Row("router_lab.train", (*HYDRA, "seed=[1"), "seed=[1"),
     Row("router_lab.train", (*HYDRA, "+data.bogus=1"), "unexpected keyword argument 'bogus'"),
     Row("router_lab.train", (*HYDRA, "data=files", "data.train={file:inf_costs.jsonl}",
@@ -114,11 +115,13 @@ ROWS = [
                      "synth.retry.max_attempts=2"), "cannot reach",
         allow=("synth_config.json", "requests_log.jsonl", "items.jsonl")),
     Row("router_lab.synth", (*HYDRA, "synth.progress=false", "synth.resume_dir={file:a_file.txt}"), "a_file.txt"),
-    # ---- route, every mode
+    # ---- route, every mode (Hydra overrides of conf/route.yaml, like every command)
     Row("router_lab.route", ("router={tmp}/nope", "query=hi"), "nope"),
     Row("router_lab.route", ("router={run}", "qeury=hi"), "did you mean 'query'"),
-    Row("router_lab.route", ("router={run}", "mode=nope"), "mode='nope'"),
+    Row("router_lab.route", ("router={run}", "+qeury=hi"), "qeury: Extra inputs are not permitted"),
+    Row("router_lab.route", ("router={run}", "mode=nope"), "mode: Input should be"),
     Row("router_lab.route", ("router={run}", "query="), "non-empty query"),
+    Row("router_lab.route", ("router={run}", "query=hi, there"), "Ambiguous value for argument 'query=hi, there'"),
     Row("router_lab.route", ("router={run}", "query=hi", "batch_size=many"), "batch_size"),
     Row("router_lab.route", ("router={run}", "query=hi", "threads=-1"), "threads"),
     Row("router_lab.route", ("router={run}", "query=hi", "route_map={file:unknown_llm.yaml}"), "no-such-llm"),
@@ -130,20 +133,26 @@ ROWS = [
         "is a directory"),
     Row("router_lab.route", ("router={run}", "mode=batch", "input={file:queries.jsonl}",
                              "output={tmp}/o.jsonl", "on_error=maybe"), "on_error"),
-    Row("router_lab.route", ("router={run}", "mode=evaluate", "data={file:inf_costs.jsonl}"), "not NaN or infinite"),
-    Row("router_lab.route", ("router={run}", "mode=evaluate", "data={file:big_score.jsonl}"), "in [0, 1]"),
-    Row("router_lab.route", ("router={run}", "mode=evaluate", "data={file:nan_score.jsonl}"), "no score for LLM"),
+    Row("router_lab.route", ("router={run}", "mode=evaluate", "input={file:inf_costs.jsonl}"), "not NaN or infinite"),
+    Row("router_lab.route", ("router={run}", "mode=evaluate", "input={file:big_score.jsonl}"), "in [0, 1]"),
+    Row("router_lab.route", ("router={run}", "mode=evaluate", "input={file:nan_score.jsonl}"), "no score for LLM"),
+    Row("router_lab.route", ("router={run}", "mode=evaluate", "input={file:queries.jsonl}", "loader=nope"),
+        "loader/nope"),
     # ---- export, calibrate, report, serve
     Row("router_lab.export", ("ckpt_path={tmp}/nope.ckpt", "out={tmp}/exp"), "nope.ckpt"),
     Row("router_lab.export", ("ckpt_path={run}/checkpoints/best.ckpt", "out={tmp}/exp", "overwrite=perhaps"),
         "overwrite"),
-    Row("router_lab.export", ("ckpt_path={run}/checkpoints/best.ckpt", "ot={tmp}/exp"), "unknown option 'ot'"),
-    Row("router_lab.calibrate", ("router={tmp}/nope", "data={file:queries.jsonl}"), "nope"),
-    Row("router_lab.calibrate", ("router={run}",), "data=FILE"),
-    Row("router_lab.calibrate", ("router={run}", "data={file:queries.jsonl}", "target_cost=cheap"), "target_cost"),
-    Row("router_lab.report", ("{tmp}/nope",), "nope"),
-    Row("router_lab.report", ("{run}", "out={file:a_file.txt}"), "existing file"),
-    Row("router_lab.report", ("{run}", "colour=blue"), "unknown option 'colour'"),
+    Row("router_lab.export", ("ckpt_path={run}/checkpoints/best.ckpt", "ot={tmp}/exp"), "Could not override 'ot'"),
+    Row("router_lab.calibrate", ("router={tmp}/nope", "input={file:queries.jsonl}"), "nope"),
+    Row("router_lab.calibrate", ("router={run}",), "input=FILE"),
+    Row("router_lab.calibrate", ("router={run}", "input={file:queries.jsonl}", "target_cost=cheap"), "target_cost"),
+    Row("router_lab.calibrate", ("router={run}", "input={file:queries.jsonl}", "target_cost=1", "+loader.sep=x"),
+        "does not take"),
+    Row("router_lab.report", ("roots={tmp}/nope",), "nope"),
+    Row("router_lab.report", ("roots=[{run},{tmp}/nope]",), "nope"),
+    Row("router_lab.report", (), "no directories given"),
+    Row("router_lab.report", ("roots={run}", "out={file:a_file.txt}"), "existing file"),
+    Row("router_lab.report", ("roots={run}", "colour=blue"), "Could not override 'colour'"),
     Row("router_lab.serve", ("router={run}", "port=70000"), "port"),
     Row("router_lab.serve", ("router={run}", "port=abc"), "port"),
     Row("router_lab.serve", ("router={run}", "max_body_mb=0"), "max_body_mb"),
@@ -176,13 +185,12 @@ def run_in_process(cli: str, args: list[str], capfd) -> tuple[int | str, str]:
     main = importlib.import_module(cli if cli != "router_lab.synth" else "router_lab.synth.__main__").main
     argv = sys.argv
     sys.argv = [cli, *args]
-    # Hydra (and the key=value CLIs) configure logging with handlers on this test's captured
-    # streams: put the process's logging back afterwards, as a new interpreter would have it.
+    # Hydra configures logging with handlers on this test's captured streams: put the
+    # process's logging back afterwards, as a new interpreter would have it.
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
     try:
-        main() if cli in ("router_lab.train", "router_lab.eval", "router_lab.clusters", "router_lab.synth") \
-            else main(list(args))
+        main()
         code: int | str = 0
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
@@ -226,7 +234,10 @@ def test_bad_input_is_one_line_and_exit_2(row: Row, ctx, tmp_path, capfd, monkey
     check_one_line(code, err, row)
     # Nothing that looks like a result: only Hydra's record of the config, logs, and what the
     # row allows (e.g. a generator's request log).
-    new = {f for f in files_under(tmp_path) if not (f.startswith(("hydra_run/.hydra/", "logs/")) or f.endswith(".log"))}
+    # Commands around a trained router (route, export, ...) write nothing at all but what they are told.
+    hydra_run = row.args[:len(HYDRA)] == HYDRA
+    new = {f for f in files_under(tmp_path)
+           if not (hydra_run and (f.startswith(("hydra_run/.hydra/", "logs/")) or f.endswith(".log")))}
     new = {f for f in new if Path(f).name not in row.allow}
     assert not new, new
     assert files_under(ctx["run"]) == before  # the router's run dir untouched
@@ -239,8 +250,8 @@ def test_table_covers_every_entry_point():
                                          "router_lab.synth", "router_lab.serve"}
 
 
-@pytest.mark.parametrize("row", [ROWS[0], next(r for r in ROWS if r.cli == "router_lab.synth")],
-                         ids=lambda r: r.id)
+@pytest.mark.parametrize("row", [ROWS[0], next(r for r in ROWS if r.cli == "router_lab.synth"),
+                                 next(r for r in ROWS if r.cli == "router_lab.route")], ids=lambda r: r.id)
 def test_as_real_processes(row: Row, ctx, tmp_path):
     """The same contract from ``python -m``: exit status 2 and one line, from the interpreter."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -339,7 +350,7 @@ def test_interactive_bad_bytes_are_one_line_and_the_session_goes_on(ctx):
 # ---------------------------------------------------------------- the schemas accept every shipped config
 
 SHIPPED = ([[f"+experiment={p.stem}"] for p in sorted((REPO / "conf" / "experiment").glob("*.yaml"))]
-           + [[f"model={m}", f"trainer={t}"] for m in ("classifier", "routerdc", "rankrouter")
+           + [[f"model={p.stem}", f"trainer={t}"] for p in sorted((REPO / "conf" / "model").glob("*.yaml"))
               for t in ("cpu", "gpu", "ddp")]
            + [[f"data={p.stem}"] for p in sorted((REPO / "conf" / "data").glob("*.yaml"))
               if p.stem != "synthetic_generated"]

@@ -39,7 +39,7 @@ def cli(capsys, fn, *args) -> tuple[int, str, str]:
 def test_export_is_self_contained(run, tmp_path, capsys):
     out = tmp_path / "exported"
     code, _, err = cli(capsys, export_main, f"ckpt_path={run / 'checkpoints' / 'best.ckpt'}", f"out={out}",
-                       f"route_map={Path(__file__).resolve().parents[1] / 'conf' / 'route_map' / 'example.yaml'}")
+                       f"route_map={Path(__file__).resolve().parents[1] / 'conf' / 'route_maps' / 'example.yaml'}")
     assert code == 0, err
     assert {p.name for p in out.iterdir()} == {"router.yaml", "model.safetensors", "encoder", ".router_lab_export"}
     assert (out / "encoder" / "model.safetensors").exists() and (out / "encoder" / "tokenizer.json").exists()
@@ -84,7 +84,7 @@ def test_export_errors_are_one_line(run, tmp_path, capsys):
     assert code == 2 and "already exists" in err and err.count("\n") == 1
     assert cli(capsys, export_main, f"ckpt_path={run}", f"out={out}", "overwrite=true")[0] == 0
     code, _, err = cli(capsys, export_main, f"ckpt_path={run}", f"outt={out}")
-    assert code == 2 and "unknown option 'outt' (did you mean 'out'?)" in err
+    assert code == 2 and "Could not override 'outt'" in err and "did you mean 'out'?" in err and err.count("\n") == 1
     code, _, err = cli(capsys, export_main, f"ckpt_path={tmp_path / 'nope.ckpt'}", f"out={tmp_path / 'x'}")
     assert code == 2 and "no such file" in err
 
@@ -115,7 +115,7 @@ def test_calibration_meets_the_target_and_is_saved_with_the_router(run, tmp_path
     assert lo < hi and curve[0]["lambda"] == 0.0 and math.isinf(curve[-1]["lambda"])
     target = lo + 0.5 * (hi - lo)
 
-    code, stdout, err = cli(capsys, calibrate_main, f"router={out}", f"data={data}", f"target_cost={target}")
+    code, stdout, err = cli(capsys, calibrate_main, f"router={out}", f"input={data}", f"target_cost={target}")
     assert code == 0, err
     meta = yaml.safe_load((out / "router.yaml").read_text())
     lam = meta["policy"]["cost_lambda"]
@@ -133,7 +133,7 @@ def test_calibration_meets_the_target_and_is_saved_with_the_router(run, tmp_path
     costs = np.array([[r.costs[n] for n in calibrated.llm_names] for r in records])
     assert M.mean_cost(chosen, costs) == pytest.approx(meta["calibration"]["cost"])
 
-    code, _, err = cli(capsys, calibrate_main, f"router={out}", f"data={data}", "target_cost=0.000001")
+    code, _, err = cli(capsys, calibrate_main, f"router={out}", f"input={data}", "target_cost=0.000001")
     assert code == 2 and "below the cheapest" in err
-    code, _, err = cli(capsys, calibrate_main, f"router={out}", f"data={data}", "target_quality=0.2", "save=false")
+    code, _, err = cli(capsys, calibrate_main, f"router={out}", f"input={data}", "target_quality=0.2", "save=false")
     assert code == 0

@@ -13,19 +13,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO
+from conftest import FROZEN_MINILM as FROZEN, REPO, toy_data_info as info
 
 from router_lab.errors import UserError
-from router_lab.models.knn import KNNRouter, choose_llm
-
-FROZEN = {"name": "minilm", "pretrained": "minilm", "frozen": True, "pooling": "mean", "max_length": 32}
-
-
-def info(n_llms: int = 3, dim: int = 2, costs: list[float] | None = None) -> dict:
-    return {"llm_names": [f"llm{i}" for i in range(n_llms)], "llm_costs": costs or [0.0] * n_llms,
-            "categories": [], "label_kind": "best_llm", "tasks": ["t"], "embedding_dim": dim,
-            "train_mean_scores": [0.5] * n_llms, "has_scores": True}
-
+from router_lab.models.knn import KNNRouter
+from router_lab.policy import choose_llm
 
 def hand_built(**kw) -> KNNRouter:
     """Four training queries on the unit circle's axes; llm0 is right on +x, llm1 on +y."""

@@ -14,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import SHARED_DATA, compose, make_tiny_encoder
+from conftest import SHARED_DATA, compose, make_tiny_encoder, route_metrics
 from router_lab.api import Policy, Router
 from router_lab.policy import label_decision
 from router_lab.calibrate import main as calibrate_main
@@ -196,10 +196,10 @@ def test_route_single_batch_and_evaluate(label_run, tmp_path, capsys):
 
     rm = tmp_path / "rm.yaml"
     rm.write_text(yaml.safe_dump({"policy": {"default_llm": "gen", "confidence_threshold": 0.6}}))
-    code, out, err = cli(capsys, route_main, f"router={run}", "mode=evaluate", f"data={label_run['heldout']}",
+    code, out, err = cli(capsys, route_main, f"router={run}", "mode=evaluate", f"input={label_run['heldout']}",
                          f"out={tmp_path / 'eval'}", f"route_map={rm}")
     assert code == 0, err
-    m = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    m = route_metrics(tmp_path / "eval")
     assert m["n_out_of_scope"] == label_run["n_oos"]
     assert 0 <= m["in_scope_accuracy"] <= m["accuracy"] <= 1 and 0 <= m["oos_recall"] <= 1
     assert "in-scope accuracy" in out and "out-of-scope recall" in out
@@ -222,7 +222,7 @@ def test_calibrate_picks_the_threshold_for_a_target_oos_recall(label_run, tmp_pa
     rm.write_text(yaml.safe_dump({"policy": {"category_map": {"weather": "w"}, "default_llm": "gen"}}))
     code, _, err = cli(capsys, export_main, f"ckpt_path={label_run['run']}", f"out={out}", f"route_map={rm}")
     assert code == 0, err
-    code, stdout, err = cli(capsys, calibrate_main, f"router={out}", f"data={label_run['heldout']}",
+    code, stdout, err = cli(capsys, calibrate_main, f"router={out}", f"input={label_run['heldout']}",
                             f"target_oos_recall={target}")
     assert code == 0, err
     meta = yaml.safe_load((out / "router.yaml").read_text())
@@ -236,10 +236,10 @@ def test_calibrate_picks_the_threshold_for_a_target_oos_recall(label_run, tmp_pa
 
     # The reloaded router applies it: the evaluate report agrees with the calibration
     assert Router.load(out).policy.confidence_threshold == thr
-    code, _, err = cli(capsys, route_main, f"router={out}", "mode=evaluate", f"data={label_run['heldout']}",
+    code, _, err = cli(capsys, route_main, f"router={out}", "mode=evaluate", f"input={label_run['heldout']}",
                        f"out={tmp_path / 'eval'}")
     assert code == 0, err
-    m = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    m = route_metrics(tmp_path / "eval")
     assert m["oos_recall"] == pytest.approx(meta["calibration"]["oos_recall"])
     assert m["in_scope_accuracy"] == pytest.approx(meta["calibration"]["in_scope_accuracy"])
 
@@ -248,11 +248,11 @@ def test_calibrate_errors_are_one_line(label_run, tmp_path, capsys):
     run = label_run["run"]
     in_scope = write_jsonl(tmp_path / "in.jsonl", [{"query": "skip this song", "label": "music"}])
     for args, needle in [
-        ([f"data={label_run['heldout']}", "target_cost=0.3"], "give target_oos_recall"),
-        ([f"data={label_run['heldout']}", "target_oos_recall=1.5"], "expected a recall in (0, 1]"),
-        ([f"data={in_scope}", "target_oos_recall=0.9"], "out-of-scope ones"),
-        ([f"data={label_run['heldout']}", "target_oos_recall=0.9", "loader=nope"], "loader 'nope' is unknown"),
-        ([f"data={label_run['heldout']}", "target_oos_recall=0.9", "loader.sep=x"], "does not take"),
+        ([f"input={label_run['heldout']}", "target_cost=0.3"], "give target_oos_recall"),
+        ([f"input={label_run['heldout']}", "target_oos_recall=1.5"], "expected a recall in (0, 1]"),
+        ([f"input={in_scope}", "target_oos_recall=0.9"], "out-of-scope ones"),
+        ([f"input={label_run['heldout']}", "target_oos_recall=0.9", "loader=nope"], "Could not find 'loader/nope'"),
+        ([f"input={label_run['heldout']}", "target_oos_recall=0.9", "+loader.sep=x"], "does not take"),
     ]:
         code, _, err = cli(capsys, calibrate_main, f"router={run}", "save=false", *args)
         assert code == 2 and err.startswith("error: ") and err.count("\n") == 1 and needle in err, (args, err)
@@ -286,7 +286,7 @@ def test_proxy_forwards_by_category_and_says_it_in_headers(label_run):
 def test_the_clinc150_route_map_names_clinc_domains_and_its_endpoints():
     from router_lab.api import load_route_map
 
-    rm = load_route_map(Path(__file__).resolve().parents[1] / "conf" / "route_map" / "clinc150.yaml")
+    rm = load_route_map(Path(__file__).resolve().parents[1] / "conf" / "route_maps" / "clinc150.yaml")
     assert rm["policy"]["default_llm"] in rm["endpoints"] and rm["policy"]["fallback_llm"] in rm["endpoints"]
     assert set(rm["policy"]["category_map"].values()) <= set(rm["endpoints"])
     if CLINC.is_file():
@@ -321,15 +321,15 @@ def test_clinc150_domain_router_calibrates_on_val_and_oos_val(tmp_path, capsys):
     out = tmp_path / "exp"
     assert cli(capsys, export_main, f"ckpt_path={run}", f"out={out}")[0] == 0
     clinc = ["loader=clinc150", "loader.label=domain", "loader.include_oos=true"]
-    code, stdout, err = cli(capsys, calibrate_main, f"router={out}", f"data={CLINC}", *clinc, "loader.split=val",
+    code, stdout, err = cli(capsys, calibrate_main, f"router={out}", f"input={CLINC}", *clinc, "loader.split=val",
                             "target_oos_recall=0.8")
     assert code == 0, err
     chosen = json.loads(stdout.splitlines()[0])
     assert chosen["n"] == 3100 and chosen["n_out_of_scope"] == 100 and chosen["oos_recall"] >= 0.8
-    code, _, err = cli(capsys, route_main, f"router={out}", "mode=evaluate", f"data={CLINC}", *clinc,
+    code, _, err = cli(capsys, route_main, f"router={out}", "mode=evaluate", f"input={CLINC}", *clinc,
                        "loader.split=val", f"out={tmp_path / 'eval'}")
     assert code == 0, err
-    m = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    m = route_metrics(tmp_path / "eval")
     assert m["n"] == 3100 and m["n_out_of_scope"] == 100
     assert m["oos_recall"] == pytest.approx(chosen["oos_recall"])
     assert m["in_scope_accuracy"] == pytest.approx(chosen["in_scope_accuracy"])

@@ -13,16 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import FROZEN_MINILM as FROZEN, run_failing, toy_data_info as info
+
 from router_lab.errors import UserError
 from router_lab.models.mf import MFRouter, pairwise_loss, pointwise_loss
-
-FROZEN = {"name": "minilm", "pretrained": "minilm", "frozen": True, "pooling": "mean", "max_length": 32}
-
-
-def info(n_llms: int = 3, dim: int = 2, costs: list[float] | None = None) -> dict:
-    return {"llm_names": [f"llm{i}" for i in range(n_llms)], "llm_costs": costs or [0.0] * n_llms,
-            "categories": [], "label_kind": "best_llm", "tasks": ["t"], "embedding_dim": dim,
-            "train_mean_scores": [0.5] * n_llms, "has_scores": True}
 
 
 def hand_built(**kw) -> MFRouter:
@@ -102,20 +96,6 @@ def test_synthetic_end_to_end_learns_and_reloads(tmp_path, cfg_factory, loss):
 def write_table(path: Path, rows: list[dict]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
-
-
-def run_failing(cfg, capsys) -> str:
-    from router_lab.errors import run_main
-    from router_lab.train import train
-
-    with pytest.raises(SystemExit) as e:
-        run_main(train, cfg)
-    assert e.value.code == 2
-    err = capsys.readouterr()
-    errors = [line for line in err.err.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "Traceback" not in err.err and "acc_predict" not in err.out
-    assert not (Path(cfg.paths.output_dir) / "metrics.json").exists()
-    return errors[0]
 
 
 def test_an_llm_missing_from_the_training_data_is_one_error_line(tmp_path, cfg_factory, capsys):

@@ -28,7 +28,7 @@ def small_report(tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("nb_runs")
     sweep = make_small_runs(root)
     out = root / "report"
-    res = subprocess.run([sys.executable, "-m", "router_lab.report", str(sweep), f"out={out}"], cwd=REPO,
+    res = subprocess.run([sys.executable, "-m", "router_lab.report", f"roots={sweep}", f"out={out}"], cwd=REPO,
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     return out, root / "cache"

@@ -109,3 +109,19 @@ def test_fit_platt_recovers_rates_and_stays_monotone():
     y2[:, 0] = float("nan")
     a2, b2 = fit_platt(x, y2, torch.ones_like(y2, dtype=torch.bool))
     assert torch.isfinite(a2).all() and torch.isfinite(b2).all()
+
+
+def test_a_family_is_a_router_module_that_must_decide():
+    """The family contract is abstract: a subclass without ``decide`` cannot be built."""
+    from router_lab.models.common import RouterModule
+    from router_lab.runs import FAMILIES, family_class
+
+    for name, target in FAMILIES.items():
+        assert issubclass(family_class(target, name), RouterModule), name
+
+    class NoDecide(RouterModule):
+        def training_step(self, batch, batch_idx):
+            return None
+
+    with pytest.raises(TypeError, match="decide"):
+        NoDecide()

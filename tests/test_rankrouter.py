@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import REPO, compose
+from conftest import REPO, compose, run_failing
 from router_lab.errors import UserError
 from router_lab.models.rankrouter import RankRouter, cluster_features
 
@@ -221,20 +221,6 @@ def test_fine_tuned_tiny_qwen2_with_soft_clusters(tmp_path, cfg_factory, tiny_en
 
 
 # ---------------------------------------------------------------- bad input
-def run_failing(cfg, capsys) -> str:
-    from router_lab.errors import run_main
-    from router_lab.train import train
-
-    with pytest.raises(SystemExit) as e:
-        run_main(train, cfg)
-    assert e.value.code == 2
-    err = capsys.readouterr()
-    errors = [line for line in err.err.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, err.err[-2000:]
-    assert not (Path(cfg.paths.output_dir) / "metrics.json").exists() and "auc" not in err.out
-    return errors[0]
-
-
 BAD_ROWS = {
     "winner_outside_the_set": ({"model_a": "coder-7b", "model_b": "poet-13b", "winner": "both"}, "'winner'"),
     "same_model_twice": ({"model_a": "coder-7b", "model_b": "coder-7b", "winner": "tie"}, "both 'coder-7b'"),
@@ -248,7 +234,7 @@ def test_bad_arena_rows_are_one_error_line_and_no_result(tmp_path, cfg_factory, 
     path = write_arena(tmp_path / "arena.parquet", n=20, extra_rows=[{"question_id": "bad", "prompt": "x", **row}])
     cfg = cfg_factory(arena_overrides(path) + [f"data.source.llm_names=[{','.join(MODELS)}]",
                                                "data.source.unknown_models=fail", "debug=fast_dev_run"])
-    assert expected in run_failing(cfg, capsys)
+    assert expected in run_failing(cfg, capsys, "auc")
 
 
 def test_unknown_models_are_dropped_with_a_count_in_the_log(tmp_path, cfg_factory, caplog):
@@ -266,7 +252,7 @@ def test_unknown_models_are_dropped_with_a_count_in_the_log(tmp_path, cfg_factor
 def test_empty_split_after_filtering_is_one_error_line(tmp_path, cfg_factory, capsys):
     path = write_arena(tmp_path / "arena.parquet", n=10)
     cfg = cfg_factory(arena_overrides(path) + ["data.source.llm_names=[nobody-1b,nobody-2b]", "debug=fast_dev_run"])
-    assert "no records" in run_failing(cfg, capsys)
+    assert "no records" in run_failing(cfg, capsys, "auc")
 
 
 def test_training_data_of_ties_only_is_one_error_line(tmp_path, cfg_factory, capsys):
@@ -274,7 +260,7 @@ def test_training_data_of_ties_only_is_one_error_line(tmp_path, cfg_factory, cap
     pd.DataFrame([{"question_id": f"q{i}", "prompt": f"p {i}", "model_a": "a", "model_b": "b", "winner": "tie"}
                   for i in range(20)]).to_parquet(path)
     cfg = cfg_factory(arena_overrides(path) + ["debug=fast_dev_run"])
-    assert "no preference pair" in run_failing(cfg, capsys)
+    assert "no preference pair" in run_failing(cfg, capsys, "auc")
 
 
 def test_bad_model_setting_from_the_command_line(tmp_path):

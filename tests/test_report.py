@@ -75,8 +75,12 @@ def test_report_tables_plots_and_left_out(runs, tmp_path):
     out = tmp_path / "report"
     readme = tmp_path / "README.md"
     readme.write_text("# study\n\n<!-- results:start -->\nold\n<!-- results:end -->\n\nmore text\n")
-    res = report([str(runs), f"out={out}", f"readme={readme}"])
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    roots = ",".join(str(runs / d) for d in ("sweep", "other", "mismatched", "partial"))
+    res = report([f"roots=[{roots}]", f"out={out}", f"readme={readme}"], cwd=cwd)
     assert res.returncode == 0, res.stderr
+    assert not list(cwd.iterdir())  # written where told, nothing in the working directory
     md = (out / "report.md").read_text()
     # one section (same tiny data), settings classifier and other, seeds aggregated
     assert "| classifier | classifier | minilm | debug=limit | 1,2,3 (3) |" in md
@@ -111,7 +115,8 @@ def test_report_tables_plots_and_left_out(runs, tmp_path):
     assert [s["label"] for s in meta["sections"][0]["settings"]] == ["classifier", "other"]
     # the README block was replaced, the rest kept
     text = readme.read_text()
-    assert "old" not in text and "more text" in text and "python -m router_lab.report" in text and "| math |" in text
+    assert "old" not in text and "more text" in text and "| math |" in text
+    assert f"python -m router_lab.report roots=[{roots}] out={out} readme={readme}" in text
     assert not list(tmp_path.glob(".report.tmp-*"))
 
 
@@ -145,7 +150,7 @@ def test_per_query_decisions_from_checkpoint(runs):
 def test_no_runs_is_one_line_and_writes_nothing(tmp_path):
     (tmp_path / "empty").mkdir()
     out = tmp_path / "out"
-    res = report([str(tmp_path / "empty"), f"out={out}"])
+    res = report([f"roots={tmp_path / 'empty'}", f"out={out}"])
     assert res.returncode == 2
     assert res.stderr.strip().splitlines() == [f"error: report: no finished runs (a dir with a valid metrics.json) "
                                                f"under {tmp_path / 'empty'}"]
@@ -153,7 +158,7 @@ def test_no_runs_is_one_line_and_writes_nothing(tmp_path):
 
 
 def test_only_partial_runs_is_an_error(runs, tmp_path):
-    res = report([str(runs / "partial"), f"out={tmp_path / 'out'}"])
+    res = report([f"roots={runs / 'partial'}", f"out={tmp_path / 'out'}"])
     assert res.returncode == 2 and "no finished runs" in res.stderr and "1 skipped" in res.stderr
     assert not (tmp_path / "out").exists()
 
@@ -161,8 +166,9 @@ def test_only_partial_runs_is_an_error(runs, tmp_path):
 def test_unknown_option_and_missing_dir(tmp_path):
     res = report([f"outt={tmp_path}"])
     assert res.returncode == 2 and res.stderr.strip().splitlines() == [
-        "error: report: unknown option 'outt'; expected DIR..., out=DIR or readme=FILE"]
-    res = report([str(tmp_path / "nope")])
+        f"error: Could not override 'outt'. To append to your config use +outt={tmp_path} (Key 'outt' is not in struct); "
+        "did you mean 'out'?"]
+    res = report([f"roots={tmp_path / 'nope'}"])
     assert res.returncode == 2 and "does not exist" in res.stderr
 
 

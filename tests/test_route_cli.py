@@ -1,5 +1,6 @@
-"""python -m router_lab.route: single, interactive, batch (streaming, bad lines), evaluate;
-option typos and bad input end in one line and exit 2."""
+"""python -m router_lab.route: single (free text quoted for Hydra, or from stdin), interactive,
+batch (streaming, bad lines), evaluate, multirun; option typos and bad input end in one line
+and exit 2; nothing is written in the working directory."""
 from __future__ import annotations
 
 import io
@@ -14,6 +15,7 @@ import pytest
 from router_lab.data.loaders.saved import save_records_jsonl
 from router_lab.data.loaders.synthetic import load_synthetic
 from router_lab.route import main, run_interactive
+from conftest import route_metrics
 from test_api import train_tiny_run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,19 +36,39 @@ def cli(capsys, *args) -> tuple[int, str, str]:
     return code, out, err
 
 
+TRICKY = 'What is 2+2, or 3? (a=b, c:d) [x] {y} "quoted" it\'s'
+
+
 def test_single_prints_the_decision_as_json(run, capsys):
-    code, out, _ = cli(capsys, f"router={run}", "query=What is 2+2? (a=b, c:d)")
-    assert code == 0
+    from router_lab.api import Router
+
+    # Hydra's grammar reads , ' " ( ) [ ] { } = : specially: the text quoted for Hydra (what
+    # the shell passes for query="'...'"), with its own quote escaped, arrives unchanged.
+    quoted = "'" + TRICKY.replace("'", "\\'") + "'"
+    code, out, err = cli(capsys, f"router={run}", f"query={quoted}")
+    assert code == 0, err
     d = json.loads(out)
     assert d["llm"] in d["scores"] and 0 <= d["confidence"] <= 1 and "fallback" in d and "cost" in d
+    assert d == Router.load(run).route(TRICKY).to_dict()
+
+
+def test_single_reads_the_query_from_stdin(run, capsys, monkeypatch):
+    from router_lab.api import Router
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO(TRICKY))
+    code, out, err = cli(capsys, f"router={run}", "query=-")
+    assert code == 0, err
+    assert json.loads(out) == Router.load(run).route(TRICKY).to_dict()
 
 
 @pytest.mark.parametrize("args,needle", [
-    (["query=hi", "qeury=x"], "unknown option 'qeury' (did you mean 'query'?)"),
+    (["query=hi", "qeury=x"], "Could not override 'qeury'"),
+    (["query=hi", "qeury=x"], "did you mean 'query'?"),
     (["query="], "non-empty query"),
-    (["mode=nope"], "mode='nope'"),
-    (["query=hi", "batch_size=many"], "batch_size='many': expected an integer"),
-    (["query=hi", "justaword"], "not key=value"),
+    (["mode=nope"], "mode: Input should be 'single', 'interactive', 'batch' or 'evaluate' (got 'nope')"),
+    (["query=hi", "batch_size=many"], "batch_size: Input should be a valid integer"),
+    (["query=hi", "justaword"], "justaword"),
+    (["query=2+2, or 3?"], "Ambiguous value for argument 'query=2+2, or 3?'"),
 ])
 def test_bad_options_are_one_line_errors(run, capsys, args, needle):
     code, _, err = cli(capsys, f"router={run}", *args)
@@ -127,9 +149,9 @@ def test_batch_streams_without_reading_the_whole_input(run, tmp_path):
 def test_evaluate_scores_and_labels_write_report_and_png(run, tmp_path, capsys):
     recs = load_synthetic("val", n_train=300, n_val=80, n_test=60)
     data = save_records_jsonl(recs, tmp_path / "val.jsonl")
-    code, out, _ = cli(capsys, f"router={run}", "mode=evaluate", f"data={data}", f"out={tmp_path / 'eval'}")
+    code, out, _ = cli(capsys, f"router={run}", "mode=evaluate", f"input={data}", f"out={tmp_path / 'eval'}")
     assert code == 0
-    m = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    m = route_metrics(tmp_path / "eval")
     assert m["n"] == 80 and 0 <= m["accuracy"] <= 1 and 0 <= m["acc_predict"] <= 1 and "cost" in m
     assert m["accuracy"] == m["acc"]  # score data: "chose a best LLM"
     assert (tmp_path / "eval" / "confusion.png").stat().st_size > 1000
@@ -143,7 +165,7 @@ def test_evaluate_scores_and_labels_write_report_and_png(run, tmp_path, capsys):
     # label-only data: category accuracy (the synthetic classifier's categories are its LLMs)
     rows = [{"query": r.query, "label": "frontier-xl" if i % 2 else "tiny-chat-1b"} for i, r in enumerate(recs[:20])]
     labelled = write_lines(tmp_path / "labels.jsonl", [json.dumps(r) for r in rows])
-    code, out, _ = cli(capsys, f"router={run}", "mode=evaluate", f"data={labelled}", f"out={tmp_path / 'eval2'}")
+    code, out, _ = cli(capsys, f"router={run}", "mode=evaluate", f"input={labelled}", f"out={tmp_path / 'eval2'}")
     assert code == 0 and "accuracy (category)" in out and "predicted category == the record's label" in out
 
 
@@ -162,9 +184,42 @@ def test_interactive_loop_ends_on_eof_and_ctrl_c(run):
     assert run_interactive(router, CtrlC(), io.StringIO()) == 0
 
 
-def test_entry_point_interactive_on_closed_stdin_exits_cleanly(run):
+def test_entry_point_interactive_on_closed_stdin_exits_cleanly(run, tmp_path):
     p = subprocess.run([sys.executable, "-m", "router_lab.route", f"router={run}", "mode=interactive"],
-                       input="What is 2+2?\n", capture_output=True, text=True, cwd=REPO, timeout=120,
-                       env={**os.environ, "HF_HUB_OFFLINE": "1"})
+                       input="What is 2+2?\n", capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                       env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)})
     assert p.returncode == 0, p.stderr[-2000:]
     assert "-> " in p.stdout
+    assert not list(tmp_path.iterdir())  # no outputs/, .hydra/ or log file in the working directory
+
+
+def test_multirun_routes_each_query_and_records_only_the_sweep(run, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli(capsys, "-m", f"router={run}", "query=hi,'sort a list, fast'", f"hydra.sweep.dir={tmp_path}/sweep")
+    assert code == 0, err
+    decisions = json.loads("[" + out.replace("}\n{", "},{") + "]")
+    assert len(decisions) == 2 and all(d["llm"] in d["scores"] for d in decisions)
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == ["sweep", "sweep/multirun.yaml"]
+
+
+@pytest.mark.parametrize("command", ["route", "export", "calibrate", "serve", "report"])
+def test_command_root_configs_pass_their_schemas(command):
+    """conf/<command>.yaml's documented defaults are valid options (the schema is closed: a key
+    the config has and the schema lacks, or the reverse, fails here)."""
+    from conftest import compose
+    from router_lab import config_schema as S
+
+    schema = {"route": S.RouteConfig, "export": S.ExportConfig, "calibrate": S.CalibrateConfig,
+              "serve": S.ServeConfig, "report": S.ReportConfig}[command]
+    opts = S.check_config(compose([], config_name=command), schema)
+    assert opts.task_name == command
+
+
+def test_every_loader_option_names_a_registered_loader_with_its_arguments():
+    from conftest import compose
+    from router_lab.data.sources import resolve_loader
+
+    for f in sorted((REPO / "conf" / "loader").glob("*.yaml")):
+        loader = dict(compose([f"loader={f.stem}"], config_name="route").loader)
+        assert loader.pop("name") == f.stem
+        resolve_loader({"loader": f.stem, "path": "x", **loader}, where=str(f))  # binds, or one DataError line

@@ -207,7 +207,7 @@ def test_report_does_not_instantiate_a_saved_config(run, tmp_path, section):
     (bad / "predictions.jsonl").unlink()  # per-query decisions must come from the checkpoint + config
     with pytest.raises(UserError, match="not allowed|not a router_lab router family"):
         per_query_decisions(bad)
-    p = py("router_lab.report", str(bad), f"out={tmp_path / 'report'}", tmp=tmp_path)
+    p = py("router_lab.report", f"roots={bad}", f"out={tmp_path / 'report'}", tmp=tmp_path)
     assert p.returncode == 0, p.stderr[-2000:]  # the report itself only reads values
     assert not marker.exists()
 

@@ -201,3 +201,41 @@ def test_a_huge_query_is_cut_to_the_encoders_window_before_tokenising(stack):
     short = "integrate x^2 from 0 to 1"
     assert router.window_text(short) == (short, False)
     assert router.route(text).truncated
+
+
+def test_the_command_serves_until_ctrl_c_and_writes_nothing(stack, tmp_path):
+    """python -m router_lab.serve (a Hydra entry point): options from the command line, the
+    proxy answers, Ctrl-C ends it with status 0, and the working directory stays empty."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import yaml
+
+    from conftest import REPO
+
+    rm = tmp_path / "rm.yaml"
+    rm.write_text(yaml.safe_dump({"endpoints": stack["endpoints"]}))
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    port = free_port()
+    p = subprocess.Popen([sys.executable, "-m", "router_lab.serve", f"router={stack['run']}", f"route_map={rm}",
+                          f"port={port}", "max_concurrency=2"], cwd=cwd, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert p.poll() is None and time.monotonic() < deadline, p.communicate()[1][-2000:]
+            try:
+                h = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).json()
+                break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        assert h["max_concurrency"] == 2 and h["router"]["llms"] == stack["names"]
+    finally:
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=30)
+    assert p.returncode == 0, err[-2000:]
+    assert "Traceback" not in err and "key from $ROUTER_LAB_TEST_KEY" in err
+    assert not list(cwd.iterdir())

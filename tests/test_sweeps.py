@@ -115,7 +115,7 @@ def test_unknown_config_group_in_a_sweep_is_one_line_and_launches_nothing(tmp_pa
 
 def test_ddp_inside_a_multirun_is_refused():
     from router_lab.errors import UserError
-    from router_lab.wandb_utils import OneGpuPerWorker
+    from router_lab.launch import OneGpuPerWorker
 
     cfg = OmegaConf.create({"trainer": {"strategy": "ddp", "devices": -1},
                             "hydra": {"mode": "RunMode.MULTIRUN", "sweep": {"dir": "/nonexistent"}}})

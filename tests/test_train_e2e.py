@@ -118,12 +118,12 @@ def test_held_out_records_feed_calibrate_and_route_evaluate(trained_run, tmp_pat
     exp = tmp_path / "export"
     p = run([f"ckpt_path={out}", f"out={exp}"], tmp, module="router_lab.export")
     assert p.returncode == 0, p.stderr[-2000:]
-    p = run([f"router={exp}", "mode=evaluate", f"data={small['test']}", f"out={tmp_path / 'eval'}"], tmp,
+    p = run([f"router={exp}", "mode=evaluate", f"input={small['test']}", f"out={tmp_path / 'eval'}"], tmp,
             module="router_lab.route")
     assert p.returncode == 0, p.stderr[-2000:]
     assert "acc_predict" in p.stdout and "mean score of the chosen LLM" in p.stdout
-    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["n"] == 60
-    p = run([f"router={exp}", f"data={small['val']}", "target_cost=0.5", "save=false"], tmp,
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["data/router/n"] == 60
+    p = run([f"router={exp}", f"input={small['val']}", "target_cost=0.5", "save=false"], tmp,
             module="router_lab.calibrate")
     assert p.returncode == 0, p.stderr[-2000:]
 

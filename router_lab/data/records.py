@@ -22,10 +22,12 @@ import math
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
+from router_lab.errors import UserError
+
 SCORE_TYPES = ("multi_attempt", "probability")
 
 
-class DataError(ValueError):
+class DataError(UserError):
     """A user-fixable problem with input data; its message is one line naming the
     file/record/field and what was expected."""
 

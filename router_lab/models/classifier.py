@@ -21,7 +21,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from router_lab.evaluation import OutputCollector
 from router_lab.models.common import (
     RouterModule,
     build_query_encoder,
@@ -51,9 +50,8 @@ class ClassifierRouter(RouterModule):
     ):
         super().__init__()
         self.save_hyperparameters()
-        info = dict(data_info)
+        info = self.init_pool(data_info)
         self.categories: list[str] = list(info["categories"])
-        self.llm_names: list[str] = list(info["llm_names"])
         self.encoder = build_query_encoder(encoder)
         dim = self.encoder.dim if self.encoder is not None else int(info["embedding_dim"])
         self.head = mlp(dim, hidden_dim, len(self.categories), dropout)
@@ -78,8 +76,6 @@ class ClassifierRouter(RouterModule):
         # Score data only: train against softmax(score / T) over LLMs instead of the single
         # argmax, so near-ties and noisy scores don't become hard, arbitrary labels.
         self.soft_targets = soft_target_temperature > 0 and info.get("label_kind") == "best_llm"
-        self._val = OutputCollector()
-        self.test_outputs: dict[int, OutputCollector] = {}
 
     # ------------------------------------------------------------------ routing
     def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -111,13 +107,8 @@ class ClassifierRouter(RouterModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=logits.size(0))
         return loss
 
-    def _collect(self, collector: OutputCollector, batch) -> torch.Tensor:
-        logits = self(batch)
-        d = self._decide(logits)
-        collector.add(batch, d["utilities"], d["llm"], d["confidence"], d["category"], d["fallback"])
-        return logits
-
     def validation_step(self, batch, batch_idx):
-        logits = self._collect(self._val, batch)
+        logits = self(batch)
+        self.record_validation(batch, self._decide(logits))
         if (batch["label"] >= 0).any():
             self.log("val/loss", self.loss_fn(logits, batch["label"]), batch_size=logits.size(0))

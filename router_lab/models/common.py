@@ -1,6 +1,8 @@
-"""Pieces every router family shares, as plain functions (no base class)."""
+"""What every router family shares: the ``RouterModule`` base class (the family contract) and
+plain functions (encoder, MLP, AdamW with warm-up, the shared ``__init__`` pieces)."""
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any
 
@@ -9,7 +11,9 @@ import torch
 from torch import nn
 
 from router_lab.encoders import EncoderSpec, QueryEncoder
-from router_lab.evaluation import OutputCollector
+from router_lab import evaluation
+from router_lab.errors import UserError
+from router_lab.policy import choose_llm, fit_platt
 from router_lab.pool import PoolError
 
 
@@ -58,6 +62,12 @@ def adamw_with_warmup(module: nn.Module, encoder: nn.Module | None, lr: float, h
     return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
+def check_choice(name: str, value: Any, allowed) -> None:
+    """One error line for a model setting outside its choices."""
+    if value not in allowed:
+        raise UserError(f"model.{name}={value!r}; expected one of {list(allowed)}")
+
+
 def llm_index(names: list[str], name: str, what: str) -> int:
     if name not in names:
         raise PoolError(f"{what}: unknown LLM {name!r}; the pool is {names}")
@@ -78,44 +88,147 @@ def total_training_steps(trainer) -> int:
         return 1000
 
 
-def log_validation_metrics(module, collector, extra: Mapping[str, float] | None = None,
-                           score_metric: str | None = None) -> dict:
-    """Routing metrics of an epoch's validation outputs, logged as ``val/<metric>``, plus
-    ``val/score`` (what checkpointing and early stopping monitor): ``score_metric`` when
-    given and present, else the data's headline metric. Resets the collector."""
-    from router_lab.evaluation import routing_metrics, selection_score
+class RouterModule(L.LightningModule, ABC):
+    """The contract of a router family. A family implements (abstract here):
 
-    m = routing_metrics(collector.result()) if collector.parts else {}
-    collector.reset()
-    m.update(extra or {})
-    for k, v in m.items():
-        module.log(f"val/{k}", v)
-    score = m[score_metric] if score_metric and score_metric in m else selection_score(m)
-    module.log("val/score", score, prog_bar=True)
-    return m
+    - ``decide(batch) -> {"llm": (B,) long, "utilities": (B, L), "confidence": (B,),
+      "fallback": (B,) bool}`` (category routers add ``"category"`` (B,)): the routing decision,
+      used by validation, by testing (``predict_step``) and by the routing API. ``utilities``
+      follow the contract of ``router_lab.policy``.
+    - ``training_step(batch, batch_idx)``: the loss (None for a non-parametric family).
 
-
-class RouterModule(L.LightningModule):
-    """What every router family shares. A family sets ``self._val = OutputCollector()`` and
-    implements ``decide(batch)``, ``_collect(collector, batch)`` (decide and add to the
-    collector) and ``training_step``; this class collects test outputs per test dataloader
-    in ``test_outputs`` (read by router_lab.train), logs the validation routing metrics at
-    each epoch end, and builds AdamW with warm-up and linear decay from the hparams ``lr``
+    Given here (override when needed): ``__init__`` pieces (``init_pool``: ``data_info``,
+    ``llm_names``, ``llm_costs``); ``validation_step`` = ``record_validation(batch,
+    decide(batch))``; ``on_validation_epoch_end`` logs ``val/<metric>`` and ``val/score``
+    (``score_metric`` when set and present, else the data's headline metric) through
+    ``log_validation``; ``predict_step`` = the decisions as arrays (``train`` / ``eval`` call
+    ``trainer.predict`` on the test sets and evaluate them with ``router_lab.evaluation``);
+    ``configure_optimizers`` = AdamW with warm-up and linear decay from the hparams ``lr``
     (encoder), ``head_lr``, ``weight_decay`` and ``warmup_ratio``."""
 
+    #: the validation metric ``val/score`` (checkpointing, early stopping) is; None: the headline one
+    score_metric: str | None = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.validation_outputs: list[dict] = []
+
+    def init_pool(self, data_info: Mapping[str, Any]) -> dict:
+        """Keep ``data_info`` and the pool (``llm_names``, ``llm_costs``: 0 when unknown)."""
+        self.data_info = info = dict(data_info)
+        self.llm_names: list[str] = list(info["llm_names"])
+        self.llm_costs = [float(c) for c in info.get("llm_costs") or [0.0] * len(self.llm_names)]
+        return info
+
+    def fit_datamodule(self, stage: str | None, who: str):
+        """At ``setup("fit")``: check the training records have scores (one error line naming
+        ``who``) and return the attached DataModule (None when not attached); at other stages
+        None without checks."""
+        if stage not in (None, "fit"):
+            return None
+        if not self.data_info.get("has_scores", True):
+            raise UserError(f"data.train: {who} needs per-LLM scores on the training records; found none")
+        return getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+
+    def utility_decision(self, util: torch.Tensor, batch: Mapping[str, torch.Tensor],
+                         cost_lambda: float | None = None, **extra) -> dict[str, torch.Tensor]:
+        """``decide`` for utilities that estimate each LLM's score: ``policy.choose_llm`` with
+        ``cost_lambda`` (default: the hparam) over the batch's costs (else the pool's);
+        ``confidence`` = the chosen LLM's utility; never a fallback."""
+        lam = self.hparams.get("cost_lambda") if cost_lambda is None else cost_lambda
+        llm = choose_llm(util, batch_costs(batch, self.llm_costs, util), lam)
+        return {"llm": llm, "utilities": util, "confidence": util.gather(1, llm[:, None]).squeeze(1),
+                "fallback": torch.zeros_like(llm, dtype=torch.bool), **extra}
+
+    @abstractmethod
+    def decide(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The routing decision of a batch (class docstring)."""
+
+    @abstractmethod
+    def training_step(self, batch, batch_idx):
+        """The training loss of a batch (None: no optimisation step)."""
+
+    def validation_step(self, batch, batch_idx):
+        self.record_validation(batch, self.decide(batch))
+
+    def record_validation(self, batch: Mapping[str, torch.Tensor], decisions: Mapping[str, torch.Tensor]) -> None:
+        """Keep a validation batch's decisions with its ground truth for the epoch's metrics."""
+        self.validation_outputs.append(evaluation.decision_arrays(decisions) | evaluation.batch_truth(batch))
+
     def on_validation_epoch_end(self):
-        log_validation_metrics(self, self._val)
+        self.log_validation()
 
-    def on_test_epoch_start(self):
-        self.test_outputs: dict[int, OutputCollector] = {}
+    def log_validation(self, extra: Mapping[str, float] | None = None) -> dict:
+        """Routing metrics of the epoch's validation outputs, logged as ``val/<metric>``, plus
+        ``val/score``; clears the outputs."""
+        outputs, self.validation_outputs = self.validation_outputs, []
+        m = evaluation.routing_metrics(evaluation.concat(outputs)) if outputs else {}
+        m.update(extra or {})
+        for k, v in m.items():
+            self.log(f"val/{k}", v)
+        sm = self.score_metric
+        self.log("val/score", m[sm] if sm and sm in m else evaluation.selection_score(m), prog_bar=True)
+        return m
 
-    def test_step(self, batch, batch_idx, dataloader_idx: int = 0):
-        self._collect(self.test_outputs.setdefault(dataloader_idx, OutputCollector()), batch)
+    # ---------------------------------------- per-LLM Platt calibration (RouterDC, RankRouter)
+    def register_calibration(self) -> None:
+        """Buffers ``calib_a``, ``calib_b``, ``calib_fitted`` of a per-LLM Platt calibration of
+        the utilities (``policy.fit_platt``), refitted on each validation epoch
+        (``keep_validation_batch`` + ``calibrate_on_validation``) and carried by checkpoints;
+        checkpoints and exports from before calibration load uncalibrated."""
+        n = len(self.llm_names)
+        self.register_buffer("calib_a", torch.ones(n))
+        self.register_buffer("calib_b", torch.zeros(n))
+        self.register_buffer("calib_fitted", torch.zeros((), dtype=torch.bool))
+        self.validation_logits: list[tuple[dict, torch.Tensor]] = []
+
+    @torch.no_grad()
+    def fit_platt_calibration(self, features: torch.Tensor, scores: torch.Tensor, mask: torch.Tensor) -> None:
+        a, b = fit_platt(features.float(), scores, mask)
+        self.calib_a.copy_(a)
+        self.calib_b.copy_(b)
+        self.calib_fitted.fill_(True)
+
+    def keep_validation_batch(self, batch: Mapping[str, torch.Tensor], logits: torch.Tensor) -> None:
+        keep = {k: v.detach() for k, v in batch.items() if isinstance(v, torch.Tensor) and k != "embedding"}
+        self.validation_logits.append((keep, logits.detach()))
+
+    def calibrate_on_validation(self, fit, decide) -> None:
+        """Fit the calibration on the epoch's kept batches (``fit(logits, effective scores,
+        mask)``), then record the calibrated decisions ``decide(logits, batch)``, so the
+        validation metrics (and the checkpoint, which carries the buffers) match these weights."""
+        if not self.validation_logits:
+            return
+        batches, logits = zip(*self.validation_logits)
+        self.validation_logits = []
+        eff = effective_batch_scores({k: torch.cat([b[k] for b in batches]) for k in ("scores", "is_probability")})
+        fit(torch.cat(logits), eff, torch.cat([b["score_mask"] for b in batches]))
+        for b, lg in zip(batches, logits):
+            self.record_validation(b, decide(lg, b))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        if hasattr(self, "calib_fitted"):  # saved before calibration existed: uncalibrated
+            for name in ("calib_a", "calib_b"):
+                state_dict.setdefault(prefix + name, getattr(self, name).clone())
+            state_dict.setdefault(prefix + "calib_fitted", torch.zeros((), dtype=torch.bool))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def predict_step(self, batch, batch_idx, dataloader_idx: int = 0) -> dict:
+        return evaluation.decision_arrays(self.decide(batch))
 
     def configure_optimizers(self):
         hp = self.hparams
         return adamw_with_warmup(self, self.encoder, hp.lr, hp.head_lr, hp.weight_decay, hp.warmup_ratio,
                                  total_training_steps(self.trainer))
+
+
+def batch_costs(batch: Mapping[str, torch.Tensor], llm_costs: list[float], like: torch.Tensor) -> torch.Tensor | None:
+    """(B, L) per-query costs of the batch, else the pool's costs; None when all are zero."""
+    if "costs" in batch:
+        return batch["costs"].to(like.device)
+    if not any(llm_costs):
+        return None
+    return torch.tensor(llm_costs, device=like.device, dtype=like.dtype).expand_as(like)
 
 
 def effective_batch_scores(batch: Mapping[str, torch.Tensor]) -> torch.Tensor:

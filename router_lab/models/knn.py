@@ -38,9 +38,7 @@ import torch.nn.functional as F
 
 from router_lab.encoders import EncoderSpec
 from router_lab.errors import UserError
-from router_lab.evaluation import OutputCollector
-from router_lab.models.common import RouterModule, embed_batch, effective_batch_scores
-from router_lab.policy import choose_llm
+from router_lab.models.common import RouterModule, check_choice, embed_batch, effective_batch_scores
 
 WEIGHTINGS = ("uniform", "distance")
 METRICS = ("cosine", "l2")
@@ -48,15 +46,6 @@ METRICS = ("cosine", "l2")
 INDEX_BUFFERS = ("index_embeddings", "index_scores", "index_mask")
 
 log = logging.getLogger(__name__)
-
-
-def batch_costs(batch: Mapping[str, torch.Tensor], llm_costs: list[float], like: torch.Tensor) -> torch.Tensor | None:
-    """(B, L) per-query costs of the batch, else the pool's costs; None when all are zero."""
-    if "costs" in batch:
-        return batch["costs"].to(like.device)
-    if not any(llm_costs):
-        return None
-    return torch.tensor(llm_costs, device=like.device, dtype=like.dtype).expand_as(like)
 
 
 class KNNRouter(RouterModule):
@@ -72,14 +61,9 @@ class KNNRouter(RouterModule):
     ):
         super().__init__()
         self.save_hyperparameters()
-        info = dict(data_info)
-        self.data_info = info
-        self.llm_names: list[str] = list(info["llm_names"])
-        self.llm_costs = [float(c) for c in info.get("llm_costs") or [0.0] * len(self.llm_names)]
-        if weighting not in WEIGHTINGS:
-            raise UserError(f"model.weighting={weighting!r}; expected one of {list(WEIGHTINGS)}")
-        if metric not in METRICS:
-            raise UserError(f"model.metric={metric!r}; expected one of {list(METRICS)}")
+        info = self.init_pool(data_info)
+        check_choice("weighting", weighting, WEIGHTINGS)
+        check_choice("metric", metric, METRICS)
         if int(k) < 1:
             raise UserError(f"model.k={k}; expected a positive number of neighbours")
         self.spec = EncoderSpec.from_config(encoder)
@@ -89,20 +73,14 @@ class KNNRouter(RouterModule):
         self.register_buffer("index_scores", torch.zeros(0, n_llms))
         self.register_buffer("index_mask", torch.zeros(0, n_llms, dtype=torch.bool))
         self._parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
-        self._val = OutputCollector()
-        self.test_outputs: dict[int, OutputCollector] = {}
 
     # ------------------------------------------------------------------ checks
     def setup(self, stage: str | None = None) -> None:
         # Here rather than in __init__: errors inside hydra.instantiate come out wrapped.
-        if stage not in (None, "fit"):
-            return
-        if not self.spec.frozen:
+        if stage in (None, "fit") and not self.spec.frozen:
             raise UserError("model=knn searches the frozen-embedding cache; set encoder.frozen=true "
                             "(got encoder.frozen=false)")
-        if not self.data_info.get("has_scores", True):
-            raise UserError("data.train: the kNN router needs per-LLM scores on the training records; found none")
-        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        dm = self.fit_datamodule(stage, "the kNN router")
         n = len(dm.train_set) if dm is not None and getattr(dm, "train_set", None) is not None else None
         if n is not None:
             self._check_k(n, "data.train")
@@ -184,18 +162,7 @@ class KNNRouter(RouterModule):
     def decide(self, batch: Mapping[str, torch.Tensor], cost_lambda: float | None = None) -> dict[str, torch.Tensor]:
         """``llm`` (B,), ``utilities`` (B, L) = predicted scores, ``confidence`` (B,) = the
         chosen LLM's predicted score, ``fallback`` (B,) all False."""
-        util = self(batch)
-        lam = self.hparams.cost_lambda if cost_lambda is None else cost_lambda
-        llm = choose_llm(util, batch_costs(batch, self.llm_costs, util), lam)
-        return {"llm": llm, "utilities": util, "confidence": util.gather(1, llm[:, None]).squeeze(1),
-                "fallback": torch.zeros_like(llm, dtype=torch.bool)}
-
-    def _collect(self, collector: OutputCollector, batch) -> None:
-        d = self.decide(batch)
-        collector.add(batch, d["utilities"], d["llm"], d["confidence"], None, d["fallback"])
-
-    def validation_step(self, batch, batch_idx):
-        self._collect(self._val, batch)
+        return self.utility_decision(self(batch), batch, cost_lambda)
 
     # ------------------------------------------------------------------ "training"
     def on_train_epoch_start(self):

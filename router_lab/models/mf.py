@@ -34,11 +34,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from router_lab.errors import UserError
-from router_lab.evaluation import OutputCollector
-from router_lab.models.common import RouterModule, build_query_encoder, embed_batch, mlp
+from router_lab.models.common import RouterModule, check_choice, build_query_encoder, embed_batch, mlp
 from router_lab.models.common import effective_batch_scores
-from router_lab.models.knn import batch_costs
-from router_lab.policy import choose_llm
 
 LOSSES = ("pointwise", "pairwise")
 
@@ -78,12 +75,8 @@ class MFRouter(RouterModule):
     ):
         super().__init__()
         self.save_hyperparameters()
-        info = dict(data_info)
-        self.data_info = info
-        self.llm_names: list[str] = list(info["llm_names"])
-        self.llm_costs = [float(c) for c in info.get("llm_costs") or [0.0] * len(self.llm_names)]
-        if loss not in LOSSES:
-            raise UserError(f"model.loss={loss!r}; expected one of {list(LOSSES)}")
+        info = self.init_pool(data_info)
+        check_choice("loss", loss, LOSSES)
         if int(dim) < 1:
             raise UserError(f"model.dim={dim}; expected a positive factor dimension")
         self.encoder = build_query_encoder(encoder)
@@ -98,16 +91,12 @@ class MFRouter(RouterModule):
             p = torch.tensor(means, dtype=torch.float).clamp(0.02, 0.98)
             with torch.no_grad():
                 self.bias.copy_(torch.log(p / (1 - p)))
-        self._val = OutputCollector()
-        self.test_outputs: dict[int, OutputCollector] = {}
 
     def setup(self, stage: str | None = None) -> None:
         # Here rather than in __init__: errors inside hydra.instantiate come out wrapped.
+        dm = self.fit_datamodule(stage, "the MF router")
         if stage not in (None, "fit"):
             return
-        if not self.data_info.get("has_scores", True):
-            raise UserError("data.train: the MF router needs per-LLM scores on the training records; found none")
-        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         train = getattr(dm, "train_set", None)
         if train is not None and train.scores.ndim == 2 and train.scores.shape[1] == len(self.llm_names):
             unscored = np.isnan(train.scores).all(axis=0)
@@ -138,11 +127,7 @@ class MFRouter(RouterModule):
         """``llm`` (B,), ``utilities`` (B, L) = sigmoid of the logits (predicted scores;
         calibrated with the pointwise loss), ``confidence`` = the chosen LLM's utility."""
         logits = self(batch)
-        util = logits.float().sigmoid()
-        lam = self.hparams.cost_lambda if cost_lambda is None else cost_lambda
-        llm = choose_llm(util, batch_costs(batch, self.llm_costs, util), lam)
-        return {"llm": llm, "utilities": util, "confidence": util.gather(1, llm[:, None]).squeeze(1),
-                "logits": logits, "fallback": torch.zeros_like(llm, dtype=torch.bool)}
+        return self.utility_decision(logits.float().sigmoid(), batch, cost_lambda, logits=logits)
 
     # ------------------------------------------------------------------ training
     def loss(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -153,10 +138,3 @@ class MFRouter(RouterModule):
         loss = self.loss(batch)
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["scores"].size(0))
         return loss
-
-    def _collect(self, collector: OutputCollector, batch) -> None:
-        d = self.decide(batch)
-        collector.add(batch, d["utilities"], d["llm"], d["confidence"], None, d["fallback"])
-
-    def validation_step(self, batch, batch_idx):
-        self._collect(self._val, batch)

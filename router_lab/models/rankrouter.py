@@ -36,18 +36,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from router_lab.errors import UserError
-from router_lab.evaluation import OutputCollector
 from router_lab.losses import TIE_MODES, bce_pointwise_loss, bpr_loss
 from router_lab.models.common import (
     RouterModule,
-    effective_batch_scores,
+    check_choice,
     build_query_encoder,
     embed_batch,
-    log_validation_metrics,
     mlp,
 )
 from router_lab.pairs import preference_pairs
-from router_lab.policy import fit_platt
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +66,8 @@ def cluster_features(emb: torch.Tensor, centroids: torch.Tensor, valid: torch.Te
 
 
 class RankRouter(RouterModule):
+    score_metric = "auc"  # checkpoints are chosen on the validation pairwise AUC
+
     def __init__(
         self,
         data_info: Mapping[str, Any],
@@ -97,15 +96,10 @@ class RankRouter(RouterModule):
     ):
         super().__init__()
         self.save_hyperparameters()
-        info = dict(data_info)
-        self.data_info = info
-        self.llm_names: list[str] = list(info["llm_names"])
+        info = self.init_pool(data_info)
         # Per-LLM Platt calibration of the scores into score estimates (policy.fit_platt),
         # fitted on each validation epoch and carried by the checkpoint.
-        self.register_buffer("calib_a", torch.ones(len(self.llm_names)))
-        self.register_buffer("calib_b", torch.zeros(len(self.llm_names)))
-        self.register_buffer("calib_fitted", torch.zeros((), dtype=torch.bool))
-        self._val_batches: list = []
+        self.register_calibration()
         self.encoder = build_query_encoder(encoder)
         dim = self.encoder.dim if self.encoder is not None else int(info["embedding_dim"])
         n_llms = len(self.llm_names)
@@ -127,9 +121,7 @@ class RankRouter(RouterModule):
         nn.init.normal_(self.model_id.weight, std=0.02)
         self.model_tower = nn.Linear(cap_dim + model_id_dim, embedding_dim)
 
-        self._val = OutputCollector()
         self._val_loss: list[tuple[float, int]] = []
-        self.test_outputs: dict[int, OutputCollector] = {}
 
     # ------------------------------------------------------------------ set-up
     def _profile(self) -> np.ndarray:
@@ -144,8 +136,7 @@ class RankRouter(RouterModule):
         hp = self.hparams
         for name, allowed in (("similarity", SIMILARITIES), ("loss", LOSSES), ("cluster_features", CLUSTER_FEATURES),
                               ("capability_init", CAPABILITY_INITS), ("tie_mode", TIE_MODES)):
-            if hp[name] not in allowed:
-                raise UserError(f"model.{name}={hp[name]!r}; expected one of {list(allowed)}")
+            check_choice(name, hp[name], allowed)
         if hp.num_clusters < 0:
             raise UserError(f"model.num_clusters={hp.num_clusters}; expected 0 (no cluster features) or more")
         n_tasks = self._profile().shape[1]
@@ -250,13 +241,6 @@ class RankRouter(RouterModule):
         return {"llm": llm, "utilities": util, "logits": logits, "confidence": confidence,
                 "fallback": torch.zeros_like(llm, dtype=torch.bool)}
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # Checkpoints/exports from before calibration load uncalibrated.
-        for name in ("calib_a", "calib_b", "calib_fitted"):
-            state_dict.setdefault(prefix + name, torch.zeros((), dtype=torch.bool) if name == "calib_fitted"
-                                  else getattr(self, name).clone())
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
     # ------------------------------------------------------------------ training
     def loss_from_logits(self, logits: torch.Tensor, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
         """(loss, number of pairs or scored entries it averages over)."""
@@ -275,40 +259,20 @@ class RankRouter(RouterModule):
         self.log("train/pairs", float(n), batch_size=bs, on_step=False, on_epoch=True)
         return loss
 
-    def _collect(self, collector: OutputCollector, batch) -> torch.Tensor:
-        logits = self(batch)
-        d = self._decide(logits)
-        collector.add(batch, d["utilities"], d["llm"], d["confidence"], None, d["fallback"])
-        return logits
-
     def validation_step(self, batch, batch_idx):
+        logits = self(batch)
         if self.hparams.calibrate:
-            logits = self(batch)
-            keep = {k: v.detach() for k, v in batch.items() if isinstance(v, torch.Tensor) and k != "embedding"}
-            self._val_batches.append((keep, logits.detach()))
+            self.keep_validation_batch(batch, logits)
         else:
-            logits = self._collect(self._val, batch)
+            self.record_validation(batch, self._decide(logits))
         loss, n = self.loss_from_logits(logits, batch)
         if n:
             self._val_loss.append((float(loss), n))
 
     def on_validation_epoch_end(self):
-        if self._val_batches:
-            # Calibrate on this epoch's validation outputs, then decide with it (metrics and the
-            # saved checkpoint match these weights).
-            batches, logits = zip(*self._val_batches)
-            self._val_batches = []
-            eff = effective_batch_scores({k: torch.cat([b[k] for b in batches]) for k in ("scores", "is_probability")})
-            a, b = fit_platt(torch.cat(logits).float(), eff, torch.cat([b["score_mask"] for b in batches]))
-            self.calib_a.copy_(a)
-            self.calib_b.copy_(b)
-            self.calib_fitted.fill_(True)
-            for bt, lg in zip(batches, logits):
-                d = self._decide(lg)
-                self._val.add(bt, d["utilities"], d["llm"], d["confidence"], None, d["fallback"])
+        self.calibrate_on_validation(self.fit_platt_calibration, lambda logits, batch: self._decide(logits))
         extra = {}
         if self._val_loss:
             extra["loss"] = sum(l * n for l, n in self._val_loss) / sum(n for _, n in self._val_loss)
         self._val_loss = []
-        # Checkpoints are chosen on the validation pairwise AUC.
-        log_validation_metrics(self, self._val, extra, score_metric="auc")
+        self.log_validation(extra)

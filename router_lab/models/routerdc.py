@@ -30,7 +30,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from router_lab.errors import UserError
-from router_lab.evaluation import OutputCollector
 from router_lab.losses import (
     TIE_BREAKS,
     cluster_contrastive_loss,
@@ -39,14 +38,13 @@ from router_lab.losses import (
 )
 from router_lab.models.common import (
     RouterModule,
-    effective_batch_scores,
+    check_choice,
     adamw_with_warmup,
     build_query_encoder,
     embed_batch,
     mlp,
     total_training_steps,
 )
-from router_lab.policy import choose_llm, fit_platt
 
 SIMILARITIES = ("cos", "dot")
 LR_SCHEDULES = ("constant", "linear")
@@ -90,16 +88,10 @@ class RouterDC(RouterModule):
     ):
         super().__init__()
         self.save_hyperparameters()
-        info = dict(data_info)
-        self.llm_names: list[str] = list(info["llm_names"])
-        self.llm_costs = [float(c) for c in info.get("llm_costs") or [0.0] * len(self.llm_names)]
-        self.data_info = info
-        if similarity not in SIMILARITIES:
-            raise UserError(f"model.similarity={similarity!r}; expected one of {list(SIMILARITIES)}")
-        if tie_break not in TIE_BREAKS:
-            raise UserError(f"model.tie_break={tie_break!r}; expected one of {list(TIE_BREAKS)}")
-        if lr_schedule not in LR_SCHEDULES:
-            raise UserError(f"model.lr_schedule={lr_schedule!r}; expected one of {list(LR_SCHEDULES)}")
+        info = self.init_pool(data_info)
+        check_choice("similarity", similarity, SIMILARITIES)
+        check_choice("tie_break", tie_break, TIE_BREAKS)
+        check_choice("lr_schedule", lr_schedule, LR_SCHEDULES)
         self.encoder = build_query_encoder(encoder)
         dim = self.encoder.dim if self.encoder is not None else int(info["embedding_dim"])
         self.projection = mlp(dim, projection_hidden_dim, projection_dim, dropout) if projection_dim > 0 else None
@@ -108,12 +100,7 @@ class RouterDC(RouterModule):
         nn.init.normal_(self.llm_embeddings.weight, mean=0.0, std=llm_embedding_std)
         # Per-LLM Platt calibration of the preference share into a quality estimate (utility
         # contract): quality_j = sigmoid(a_j * log share_j + b_j), fitted on each validation epoch.
-        self.register_buffer("calib_a", torch.ones(len(self.llm_names)))
-        self.register_buffer("calib_b", torch.zeros(len(self.llm_names)))
-        self.register_buffer("calib_fitted", torch.zeros((), dtype=torch.bool))
-        self._val = OutputCollector()
-        self._val_batches: list[tuple[dict, torch.Tensor]] = []
-        self.test_outputs: dict[int, OutputCollector] = {}
+        self.register_calibration()
 
     def setup(self, stage: str | None = None) -> None:
         # Checked here rather than in __init__: errors raised inside hydra.instantiate come
@@ -123,8 +110,7 @@ class RouterDC(RouterModule):
             if hp.top_k + hp.last_k > n:
                 raise UserError(f"model.top_k + model.last_k = {hp.top_k} + {hp.last_k} exceeds the pool of {n} LLMs "
                                 f"{self.llm_names}; expected at most {n}")
-            if not self.data_info.get("has_scores", True):
-                raise UserError("data.train: RouterDC needs per-LLM scores on every training record; found none")
+            self.fit_datamodule(stage, "RouterDC")
             if hp.cluster_loss_weight > 0 and not self.data_info.get("has_cluster_ids", False):
                 raise UserError("data.train: some training records have no 'cluster_id' but model.cluster_loss_weight="
                                 f"{hp.cluster_loss_weight}; write files with cluster ids with `python -m router_lab.clusters` "
@@ -150,13 +136,7 @@ class RouterDC(RouterModule):
 
     def _decide(self, logits: torch.Tensor, batch: Mapping[str, torch.Tensor],
                 cost_lambda: float | None = None) -> dict[str, torch.Tensor]:
-        quality = self.quality(logits)
-        lam = self.hparams.cost_lambda if cost_lambda is None else cost_lambda
-        costs = batch.get("costs")
-        llm = choose_llm(quality, self.llm_costs if costs is None else costs, lam, default=quality.argmax(-1))
-        confidence = quality.gather(1, llm[:, None]).squeeze(1)
-        return {"llm": llm, "utilities": quality, "confidence": confidence, "logits": logits,
-                "fallback": torch.zeros_like(llm, dtype=torch.bool)}
+        return self.utility_decision(self.quality(logits), batch, cost_lambda, logits=logits)
 
     def quality(self, logits: torch.Tensor) -> torch.Tensor:
         """(B, L) the utilities: the softmax share of each LLM, calibrated per LLM into an
@@ -166,21 +146,9 @@ class RouterDC(RouterModule):
             return share
         return torch.sigmoid(self.calib_a * share.clamp_min(1e-12).log() + self.calib_b)
 
-    @torch.no_grad()
     def fit_calibration(self, logits: torch.Tensor, scores: torch.Tensor, mask: torch.Tensor) -> None:
-        """Fit ``calib_*`` on held-out rows: ``policy.fit_platt`` of the log share against the
-        effective score."""
-        a, b = fit_platt(logits.float().log_softmax(-1), scores, mask)
-        self.calib_a.copy_(a)
-        self.calib_b.copy_(b)
-        self.calib_fitted.fill_(True)
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # Checkpoints/exports from before calibration: uncalibrated (the softmax share).
-        for name in ("calib_a", "calib_b", "calib_fitted"):
-            state_dict.setdefault(prefix + name, getattr(self, name).clone() if name != "calib_fitted"
-                                  else torch.zeros((), dtype=torch.bool))
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        """Fit ``calib_*`` on held-out rows: Platt scaling of the log share against the score."""
+        self.fit_platt_calibration(logits.float().log_softmax(-1), scores, mask)
 
     # ------------------------------------------------------------------ training
     def training_targets(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -214,27 +182,13 @@ class RouterDC(RouterModule):
             self.log(f"train/{k}", v, prog_bar=k == "loss", batch_size=bs)
         return parts["loss"]
 
-    def _collect(self, collector: OutputCollector, batch) -> None:
-        d = self._decide(self(batch)[0], batch)
-        collector.add(batch, d["utilities"], d["llm"], d["confidence"], None, d["fallback"])
-
     def validation_step(self, batch, batch_idx):
         if not self.hparams.calibrate:
-            return self._collect(self._val, batch)
-        keep = {k: v.detach() for k, v in batch.items() if isinstance(v, torch.Tensor) and k != "embedding"}
-        self._val_batches.append((keep, self(batch)[0].detach()))
+            return super().validation_step(batch, batch_idx)
+        self.keep_validation_batch(batch, self(batch)[0])
 
     def on_validation_epoch_end(self):
-        if self.hparams.calibrate and self._val_batches:
-            # Fit the calibration on this epoch's validation outputs, then decide with it, so the
-            # metrics (and the checkpoint, which carries the buffers) match these weights.
-            batches, logits = zip(*self._val_batches)
-            self._val_batches = []
-            eff = effective_batch_scores({k: torch.cat([b[k] for b in batches]) for k in ("scores", "is_probability")})
-            self.fit_calibration(torch.cat(logits), eff, torch.cat([b["score_mask"] for b in batches]))
-            for b, lg in zip(batches, logits):
-                d = self._decide(lg, b)
-                self._val.add(b, d["utilities"], d["llm"], d["confidence"], None, d["fallback"])
+        self.calibrate_on_validation(self.fit_calibration, lambda logits, batch: self._decide(logits, batch))
         super().on_validation_epoch_end()
 
     def configure_optimizers(self):

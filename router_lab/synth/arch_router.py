@@ -260,7 +260,7 @@ class ArchRouterRecipe:
             # From all taxonomy routes (the prefix needs only an intent), so an item's content
             # does not depend on which other policies were generated.
             _, other = rng.choice([r for r in self.routes if r[0] != pol["domain"]] or self.routes)
-            prefix = [{"role": "user", "content": offline.OfflineBackend()._user_turn(other, rng)},
+            prefix = [{"role": "user", "content": offline.user_turn(other, rng)},
                       {"role": "assistant", "content": rng.choice(offline.ASSISTANT)}]
             out.append(("domain_mix", prefix + turns, pol["name"]))
         return out

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import email.utils
-import hashlib
 import json
 import logging
 import os
@@ -33,12 +32,14 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Protocol, Sequence
+from typing import Any, Mapping, Sequence
 
 from pydantic import BaseModel, ValidationError
 
 from router_lab.errors import UserError
+from router_lab.synth.offline import OfflineBackend
 from router_lab.synth.store import JsonlAppender, read_jsonl_rows
+from router_lab.synth.types import Backend, InvalidReply, Reply, Request, Usage  # noqa: F401 (the client's types)
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +55,6 @@ class BackendUnreachable(SynthConfigError):
     """No request ever got through: the server is down or ``base_url`` is wrong."""
 
 
-class InvalidReply(Exception):
-    """The model answered, but not with a valid ``response_model`` (after re-asks)."""
-
-
 class TransientError(Exception):
     """Worth retrying: 429, 5xx, timeout, dropped connection."""
 
@@ -69,51 +66,6 @@ class TransientError(Exception):
 
 class RequestFailed(Exception):
     """Retries exhausted; the item that needed the reply is rejected."""
-
-
-@dataclass
-class Usage:
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-
-
-@dataclass
-class Request:
-    stage: str
-    model: str
-    temperature: float
-    messages: list[dict]
-    response_model: type[BaseModel]
-    #: The template variables the prompt was rendered from; the offline backend generates
-    #: from these (a real LLM only sees ``messages``). Not part of the cache key.
-    context: dict = field(default_factory=dict)
-    max_tokens: int | None = None
-    #: Which draw this is (e.g. ``item7/a0``): two items may send the same prompt and must
-    #: still get their own sample, so it is part of the cache key (not sent to the API).
-    sample: str = ""
-
-    def key(self) -> str:
-        """Content hash of everything that determines the reply."""
-        blob = json.dumps(
-            [self.stage, self.model, round(float(self.temperature), 4), self.messages, self.sample,
-             self.response_model.__name__, self.response_model.model_json_schema()],
-            sort_keys=True, ensure_ascii=False,
-        )
-        return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:32]
-
-
-@dataclass
-class Reply:
-    obj: Any
-    usage: Usage
-    model: str
-    cached: bool = False
-
-
-class Backend(Protocol):
-    name: str
-
-    async def complete(self, req: Request) -> tuple[Any, Usage]: ...
 
 
 # ---------------------------------------------------------------- retry policy
@@ -502,8 +454,6 @@ def build_backend(cfg: Mapping[str, Any]) -> Backend:
     if kind not in BACKENDS:
         raise SynthConfigError(f"synth.backend is {kind!r}; expected one of {list(BACKENDS)}")
     if kind == "offline":
-        from router_lab.synth.offline import OfflineBackend
-
         return OfflineBackend(cfg.get("offline") or {})
     return InstructorBackend(kind, cfg.get("base_url"), cfg.get("api_key_env"),
                              float(cfg.get("request_timeout_s", 60)), int(cfg.get("validation_retries", 1)))

@@ -11,7 +11,7 @@ import hashlib
 import random
 from typing import Any, Mapping
 
-from router_lab.synth.backends import InvalidReply, Request, Usage
+from router_lab.synth.types import InvalidReply, Request, Usage
 
 OPENERS = ["Hi,", "Hello!", "Hey there,", "Quick question:", "Good morning.", "Sorry to bother you,", "Okay so", ""]
 ASKS = ["can you", "could you please", "I need you to", "would you", "please", "I'd like to", "help me"]
@@ -45,6 +45,15 @@ def _usage(req: Request, obj: Any) -> Usage:
     prompt = sum(len(str(m.get("content", "")).split()) for m in req.messages)
     out = len(str(obj.model_dump()).split())
     return Usage(int(prompt * 1.3), int(out * 1.3))
+
+
+def user_turn(intent: str, rng: random.Random) -> str:
+    """One procedural user request for ``intent`` (also the prefix turns of arch_router's
+    domain-mix augmentation)."""
+    opener = rng.choice(OPENERS)
+    body = f"{rng.choice(ASKS)} {_words(intent)} for {rng.choice(THINGS)} {rng.choice(TAILS)}"
+    name = f" This is {rng.choice(NAMES)}." if rng.random() < 0.3 else ""
+    return " ".join(x for x in (opener, body[0].upper() + body[1:] + "?", name) if x).strip()
 
 
 class OfflineBackend:
@@ -82,12 +91,6 @@ class OfflineBackend:
                 "description": f"{verb} {_words(d)} requests where the user wants to {_words(i)}: "
                                f"questions, instructions and follow-ups about {_words(i)}."}
 
-    def _user_turn(self, intent: str, rng: random.Random) -> str:
-        opener = rng.choice(OPENERS)
-        body = f"{rng.choice(ASKS)} {_words(intent)} for {rng.choice(THINGS)} {rng.choice(TAILS)}"
-        name = f" This is {rng.choice(NAMES)}." if rng.random() < 0.3 else ""
-        return " ".join(x for x in (opener, body[0].upper() + body[1:] + "?", name) if x).strip()
-
     def _Conversation(self, c: dict, rng: random.Random) -> dict:
         n = int(c.get("n_user_turns", 2))
         intent = c["intent"]
@@ -96,7 +99,7 @@ class OfflineBackend:
         turns = []
         for k in range(n):
             if k == n - 1 or k == 0:
-                user = self._user_turn(intent, rng)
+                user = user_turn(intent, rng)
             else:
                 user = rng.choice(FOLLOWUPS).format(thing=rng.choice(THINGS), ask=rng.choice(ASKS))
             turns.append({"role": "user", "content": user})
