@@ -22,6 +22,29 @@ SHARED_DATA = Path(os.environ.get("ROUTER_LAB_DATA_DIR") or REPO.parent / "share
 ARCHS = ("bert", "distilbert", "deberta_v2", "qwen2")
 
 
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    """In-process entry points (``main(argv)``) let Hydra configure logging with handlers on
+    the test's captured streams: afterwards put every logger's handlers and level back, as a
+    new interpreter would have them, so no later test logs to a closed stream."""
+    import logging
+
+    loggers = [logging.getLogger()] + [v for v in logging.Logger.manager.loggerDict.values()
+                                       if isinstance(v, logging.Logger)]
+    saved = {lg: (lg.handlers[:], lg.level, lg.propagate, lg.disabled) for lg in loggers}
+    yield
+    for lg in [logging.getLogger()] + [v for v in logging.Logger.manager.loggerDict.values()
+                                       if isinstance(v, logging.Logger)]:
+        handlers, level, propagate, disabled = saved.get(lg, ([], logging.NOTSET, True, False))
+        for h in lg.handlers[:]:
+            if h not in handlers:
+                lg.removeHandler(h)
+                h.close()
+        lg.handlers[:] = handlers
+        lg.setLevel(level)
+        lg.propagate, lg.disabled = propagate, disabled
+
+
 def make_tiny_encoder(arch: str, out_dir: Path) -> Path:
     """Write a tiny random-initialised model of ``arch`` with a local tokenizer (MiniLM's
     WordPiece vocabulary, so no download) and return its directory."""

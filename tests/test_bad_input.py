@@ -180,16 +180,10 @@ def fill(arg: str, ctx: dict, tmp: Path) -> str:
 
 def run_in_process(cli: str, args: list[str], capfd) -> tuple[int | str, str]:
     """``python -m cli args`` without a new interpreter: main() with that command line."""
-    import logging
-
     main = importlib.import_module(cli if cli != "router_lab.synth" else "router_lab.synth.__main__").main
     argv = sys.argv
     sys.argv = [cli, *args]
-    # Hydra configures logging with handlers on this test's captured streams: put the
-    # process's logging back afterwards, as a new interpreter would have it.
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    try:
+    try:  # (conftest's autouse fixture puts Hydra's logging set-up back afterwards)
         main()
         code: int | str = 0
     except SystemExit as e:
@@ -201,12 +195,6 @@ def run_in_process(cli: str, args: list[str], capfd) -> tuple[int | str, str]:
         code = f"escaped {type(e).__name__}"
     finally:
         sys.argv = argv
-        for h in root.handlers[:]:
-            if h not in handlers:
-                root.removeHandler(h)
-                h.close()
-        root.handlers[:] = handlers
-        root.setLevel(level)
     _, err = capfd.readouterr()
     return code, err
 
