@@ -48,6 +48,28 @@ def test_seeded_split_is_stratified_by_task_and_disjoint(tmp_path, tiny_bert):
     assert [r.id for r in again.val_set.records] == [r.id for r in dm.val_set.records]
 
 
+def test_carved_validation_and_test_never_share_a_text_with_train(tmp_path, tiny_bert):
+    """Files repeated to a fixed size (split2 repeats ARC-C's 820 items to 1000) carve by
+    query text: every copy of a text lands on one side, so no held-out query is trained on."""
+    data = rows(40)
+    data += [dict(r, id=f"{r['id']}-copy{c}") for c in range(2) for r in data[:25]]  # 50 repeats of 25 texts
+    path = write_jsonl(tmp_path / "rep.jsonl", data)
+    dm = RouterDataModule(train={"loader": "table", "path": str(path)},
+                          encoder={"name": "tiny", "pretrained": str(tiny_bert), "max_length": 16},
+                          split={"val_fraction": 0.3, "test_fraction": 0.2, "seed": 3}, cache_dir=str(tmp_path / "c"))
+    dm.setup("validate")
+    train = {r.text for r in dm.train_set.records}
+    val = {r.text for r in dm.val_set.records}
+    test = {r.text for s in dm.test_sets.values() for r in s.records}
+    assert val and test and not val & train and not test & train and not val & test
+    assert len(dm.train_set) + len(dm.val_set) + sum(map(len, dm.test_sets.values())) == 90
+    # Each task still gives up about its share (records, not texts).
+    for t in ("math", "chat"):
+        n_t = sum(r["task"] == t for r in data)
+        n_test = sum(r.task == t for s in dm.test_sets.values() for r in s.records)
+        assert round(n_t * 0.2) <= n_test <= round(n_t * 0.2) + 2
+
+
 def test_best_llm_labels_break_ties_towards_the_better_llm_overall(tmp_path, tiny_bert):
     dm = dm_for(tmp_path, tiny_bert)
     assert dm.categories == LLMS and dm.label_kind == "best_llm"

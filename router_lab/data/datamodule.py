@@ -6,7 +6,7 @@
 Sources (``train``, ``val``, ``test``) are loader specs (see ``router_lab.data.sources``);
 ``train`` may be a list (concatenated), ``test`` a mapping name -> spec (each reported
 separately). Without ``val``/``test`` a seeded split stratified by task is carved out of
-``train``. Multi-task test sources are split per task (``test_split_by_task``), and test
+``train`` (by query text: every copy of a text on one side). Multi-task test sources are split per task (``test_split_by_task``), and test
 sets are grouped into in-distribution (task seen in training) and out-of-distribution
 groups, or into the groups named in ``test_groups``.
 
@@ -246,15 +246,27 @@ class RouterDataModule(L.LightningDataModule):
         )
 
     def _stratified_split(self, records: list[RoutingRecord], fraction: float, seed: int):
-        """(kept, carved) with ``fraction`` of each task carved out, seeded."""
+        """(kept, carved) with ``fraction`` of each task carved out, seeded. The carve is by
+        query text: every copy of a text goes to the same side (files repeated to a fixed size,
+        such as split2's, must not leak held-out items into training). A text is counted in
+        the task of its first copy; groups are taken in a seeded order until the task's share
+        is reached (without repeated texts this is exactly ``round(n * fraction)`` records)."""
         rng = np.random.default_rng(seed)
-        by_task: dict[str, list[int]] = {}
+        groups: dict[str, list[int]] = {}
         for i, r in enumerate(records):
-            by_task.setdefault(r.task, []).append(i)
+            groups.setdefault(r.text, []).append(i)
+        by_task: dict[str, list[list[int]]] = {}
+        for idx in groups.values():
+            by_task.setdefault(records[idx[0]].task, []).append(idx)
         carved: set[int] = set()
-        for idx in by_task.values():
-            k = int(round(len(idx) * fraction))
-            carved.update(rng.permutation(idx)[:k].tolist())
+        for task_groups in by_task.values():
+            k = int(round(sum(map(len, task_groups)) * fraction))
+            taken = 0
+            for g in rng.permutation(len(task_groups)):
+                if taken >= k:
+                    break
+                carved.update(task_groups[g])
+                taken += len(task_groups[g])
         return [r for i, r in enumerate(records) if i not in carved], [r for i, r in enumerate(records) if i in carved]
 
     def setup(self, stage: str | None = None) -> None:
