@@ -72,5 +72,7 @@ python -m router_lab.report "${REPORT_ARGS[@]}" || echo "== leaderboard: no repo
 } > "$ROOT_OUT/LEADERBOARD.md"
 echo "== leaderboard: $ROOT_OUT/LEADERBOARD.md (figures: $ROOT_OUT/report/*.png)"
 if [ ${#FAILED[@]} -gt 0 ]; then echo "== leaderboard: failed (family per benchmark): ${FAILED[*]}" >&2; fi
-# bash's `times`: second line = user and sys CPU time of every job this script ran.
-echo "== leaderboard: wall ${SECONDS} s; CPU time of the jobs (user, sys): $(times | tail -1)"
+# bash's `times` (run in this shell, not a pipe's subshell): second line = user and sys CPU
+# time of every job this script ran.
+times > "$ROOT_OUT/.times"
+echo "== leaderboard: wall ${SECONDS} s; CPU time of the jobs (user, sys): $(tail -1 "$ROOT_OUT/.times")"
