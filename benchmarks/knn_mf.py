@@ -6,6 +6,7 @@ the baselines. Prints markdown tables (paste into benchmarks/RESULTS.md).
     python benchmarks/knn_mf.py --data split2 --encoder e5_small  # frozen multilingual-e5-small
     python benchmarks/knn_mf.py --data synthetic
     python benchmarks/knn_mf.py --data split2 --reuse             # re-read finished runs
+    python benchmarks/knn_mf.py --data split2 --val-only          # the kNN grid on validation only (no test encoding)
 
 Each run is ``router_lab.train.train`` on the composed config of ``python -m router_lab.train
 model={knn,mf} ...``, one after another in this process.
@@ -75,6 +76,39 @@ def run(name: str, overrides: list[str], out_root: Path, reuse: bool) -> dict:
     return metrics
 
 
+def val_only_grid(base: list[str], ks: list[int], weightings: list[str]) -> dict:
+    """The kNN grid scored on the validation split only (acc_predict, as ``val/score`` is for
+    this data), without training runs or test sets: the data module's fit stage (train +
+    validation embeddings), one index, every (k, weighting). Chooses the same way as the
+    full grid; nothing of the test sets is encoded or read."""
+    import hydra
+    import numpy as np
+    import torch
+
+    from router_lab import metrics as M
+
+    cfg = compose(["logger=none", "extras.print_config=false", *base, "model=knn"], REPO / "outputs" / "tmp")
+    dm = hydra.utils.instantiate(cfg.data, _convert_="all")
+    dm.setup("fit")
+    tr, va = dm.train_set, dm.val_set
+    overlap = len({r.query for r in tr.records} & {r.query for r in va.records})
+    print(f"train {len(tr)} rows, validation {len(va)} rows; validation texts also in train: {overlap}")
+    eff = tr.effective_scores()
+    mask = ~np.isnan(eff)
+    out = {}
+    for w in weightings:
+        for k in ks:
+            model = hydra.utils.instantiate(cfg.model, data_info=dm.info(), k=k, weighting=w, _convert_="all")
+            model.set_index(torch.as_tensor(tr.embeddings), torch.as_tensor(np.nan_to_num(eff)), torch.as_tensor(mask))
+            with torch.no_grad():
+                util = model.predict_scores(torch.as_tensor(va.embeddings)).numpy()
+            out[(k, w)] = M.acc_predict(util.argmax(1), va.scores, va.score_types)
+            print(f"k={k} {w}: validation acc_predict {100 * out[(k, w)]:.2f}", flush=True)
+    best = max(out, key=lambda kw: out[kw])
+    print(f"chosen on validation: k={best[0]}, {best[1]} ({100 * out[best]:.2f})")
+    return out
+
+
 def pct(m: dict, key: str) -> float:
     return 100 * m.get(key, float("nan"))
 
@@ -97,10 +131,15 @@ def main() -> None:
     ap.add_argument("--reuse", action="store_true")
     ap.add_argument("--tag", default="", help="suffix of the output folder (a variant's runs)")
     ap.add_argument("--skip-mf", action="store_true")
+    ap.add_argument("--val-only", action="store_true", help="score the kNN grid on validation only (no test sets)")
     args = ap.parse_args()
     out_root = REPO / "outputs" / "benchmarks" / "knn_mf" / f"{args.data}_{args.encoder}{args.tag}"
     base = [*DATA[args.data], f"encoder={args.encoder}", "encoder.frozen=true", *args.overrides]
     t0 = time.perf_counter()
+    if args.val_only:
+        val_only_grid(base, args.ks, args.weightings)
+        print(f"{time.perf_counter() - t0:.0f} s; {machine()}")
+        return
 
     grid = {}
     for w in args.weightings:

@@ -1,9 +1,11 @@
-"""RouterBench (the three published per-task training files): every router family x seeds,
+"""RouterBench (the three published per-task training files): every router family x seeds
+(classifier, RouterDC, RankRouter, kNN with k and weighting chosen on validation, MF),
 frozen MiniLM, against the single LLMs on one cost range.
 
-    nice -n 10 python benchmarks/routerbench.py                                 # 3 families x seeds 0 1 2
+    nice -n 10 python benchmarks/routerbench.py                                 # 5 families x seeds 0 1 2
     python benchmarks/routerbench.py --families routerdc --seeds 0 --prompt left   # the whole prompt, cut left
     python benchmarks/routerbench.py --inputs-only                              # distinct encoder inputs only
+    python benchmarks/routerbench.py --families knn --knn-grid 50:uniform       # one kNN setting
 
 Data: ``data=routerbench data.dir=<dir>`` (default ../shared/data/routerbench). Without
 ``*_test.csv`` files the config carves, per task and seeded (split.seed=0): 20% test (never
@@ -40,6 +42,10 @@ FAMILIES = {
     "classifier": ["model=classifier"],
     "routerdc": ["model=routerdc", "model.cluster_loss_weight=0", "model.task_loss_weight=1.0"],
     "rankrouter": ["model=rankrouter"],
+    # kNN: k and weighting are chosen on validation from --knn-grid (see select_knn); these are
+    # the defaults of a run outside the grid.
+    "knn": ["model=knn"],
+    "mf": ["model=mf"],
 }
 PROMPTS = {"strip": ["data.source.strip_few_shot=true"], "left": ["data.source.strip_few_shot=false"],
            "right": ["data.source.strip_few_shot=false", "data.truncation_side=right"]}
@@ -120,10 +126,11 @@ def measure(out: dict) -> dict:
     }
 
 
-def run_one(family: str, seed: int, prompt: str, data_dir: str, out_root: Path, extra: list[str]) -> dict:
+def run_one(family: str, seed: int, prompt: str, data_dir: str, out_root: Path, extra: list[str],
+            tag: str = "") -> dict:
     from router_lab.train import train
 
-    run_dir = out_root / f"{prompt}_{family}_seed{seed}"
+    run_dir = out_root / f"{prompt}_{family}{tag}_seed{seed}"
     overrides = ["data=routerbench", f"data.dir={data_dir}", f"seed={seed}", "logger=none",
                  "extras.print_config=false", *FAMILIES[family], *PROMPTS[prompt], *extra]
     cfg = compose(overrides, run_dir)
@@ -138,7 +145,8 @@ def run_one(family: str, seed: int, prompt: str, data_dir: str, out_root: Path, 
     test_rows = [r for s in dm.test_sets.values() for r in s.records]
     assert not ({r.id for r in test_rows} & {r.id for r in dm.train_set.records + dm.val_set.records}), \
         "test rows leaked into train/val"
-    res["val"] = {t: measure(o) for t, o in split_outputs(model, dm.val_set).items()}
+    val_out = split_outputs(model, dm.val_set)
+    res["val"] = {t: measure(o) for t, o in val_out.items()}
     # The test sets are per task (test_split_by_task); pool them for the pooled figure.
     from router_lab.data.datamodule import RoutingSplit
 
@@ -150,7 +158,17 @@ def run_one(family: str, seed: int, prompt: str, data_dir: str, out_root: Path, 
                           cluster_ids=np.concatenate([p.cluster_ids for p in parts]),
                           task_ids=np.concatenate([p.task_ids for p in parts]),
                           embeddings=np.concatenate([p.embeddings for p in parts]))
-    res["test"] = {t: measure(o) for t, o in split_outputs(model, pooled).items()}
+    test_out = split_outputs(model, pooled)
+    res["test"] = {t: measure(o) for t, o in test_out.items()}
+    # Per-row utilities, scores, costs and tasks of both splits (for post-hoc analyses such as
+    # benchmarks/routerbench_shrink.py); train rows too, for priors fitted on train only.
+    train_out = split_outputs(model, dm.train_set)
+    arrays = {}
+    for split, o, data in (("train", train_out, dm.train_set), ("val", val_out, dm.val_set), ("test", test_out, pooled)):
+        arrays.update({f"{split}_{k}": v for k, v in o["pooled"].items()})
+        arrays[f"{split}_task"] = np.array(data.tasks)
+        arrays[f"{split}_embedding"] = np.asarray(data.embeddings, dtype=np.float32)
+    np.savez_compressed(run_dir / "outputs.npz", **arrays)
     a = res["val"]["pooled"]
     print(f"{prompt} {family} seed {seed}: val pooled router {100 * a['router_acc']:.2f} at {a['router_cost']:.6f}, "
           f"AIQ {a['aiq']:.4f} vs single {a['single_aiq']:.4f} ({res['seconds']:.0f} s)", flush=True)
@@ -236,6 +254,9 @@ def main() -> None:
     ap.add_argument("--out", default=str(REPO / "outputs" / "benchmarks" / "routerbench"))
     ap.add_argument("--inputs-only", action="store_true")
     ap.add_argument("--overrides", nargs="*", default=[])
+    ap.add_argument("--knn-grid", nargs="*", default=["10:distance", "20:distance", "50:distance", "100:distance",
+                                                      "200:distance", "20:uniform", "50:uniform", "100:uniform"],
+                    help="k:weighting settings of kNN, one chosen on validation (empty: the config's)")
     args = ap.parse_args()
     import logging
 
@@ -254,16 +275,34 @@ def main() -> None:
               f"| {r['distinct_strip']} |")
     if args.inputs_only:
         return
-    results = []
+    def cached_run(f: str, s: int, extra: list[str], tag: str = "") -> dict:
+        # Each run's result is kept on disk as it finishes; a re-run with the same settings reuses it.
+        done = out_root / f"result_{args.prompt}_{f}{tag}_seed{s}.json"
+        if done.exists():
+            return json.loads(done.read_text())
+        r = run_one(f, s, args.prompt, args.data_dir, out_root, [*args.overrides, *extra], tag)
+        done.write_text(json.dumps(r, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
+        return r
+
+    results, knn_grid = [], []
     for f in args.families:
-        for s in args.seeds:
-            # Each run's result is kept on disk as it finishes; a re-run with the same settings reuses it.
-            done = out_root / f"result_{args.prompt}_{f}_seed{s}.json"
-            if done.exists():
-                results.append(json.loads(done.read_text()))
-                continue
-            results.append(run_one(f, s, args.prompt, args.data_dir, out_root, args.overrides))
-            done.write_text(json.dumps(results[-1], default=lambda o: o.item() if hasattr(o, "item") else str(o)))
+        extra = []
+        if f == "knn" and args.knn_grid:
+            # k and weighting chosen on validation (first seed; kNN does not depend on the seed):
+            # the largest mean over tasks of (router AIQ - single-LLM hull AIQ), then smaller k.
+            for kw in args.knn_grid:
+                k, w = kw.split(":")
+                r = cached_run(f, args.seeds[0], [f"model.k={k}", f"model.weighting={w}"], f"_k{k}_{w}")
+                gap = float(np.mean([m["aiq"] - m["single_aiq"] for t, m in r["val"].items() if t != "pooled"]))
+                knn_grid.append({"k": int(k), "weighting": w, "val_mean_task_aiq_gap": gap, "result": r})
+            best = max(knn_grid, key=lambda g: (round(g["val_mean_task_aiq_gap"], 6), -g["k"]))
+            print(f"knn grid (validation): " + ", ".join(f"k={g['k']} {g['weighting']}: {g['val_mean_task_aiq_gap']:+.4f}"
+                                                         for g in knn_grid) + f" -> k={best['k']} {best['weighting']}")
+            extra = [f"model.k={best['k']}", f"model.weighting={best['weighting']}"]
+            tag = f"_k{best['k']}_{best['weighting']}"
+            results += [cached_run(f, s, extra, tag) for s in args.seeds]
+            continue
+        results += [cached_run(f, s, extra) for s in args.seeds]
     r0 = results[0]
     print(f"\nsplit sizes: train {r0['sizes']['train']}, val {r0['sizes']['val']}, test {r0['sizes']['test']}")
     for split in ("val", "test"):
@@ -273,7 +312,9 @@ def main() -> None:
         print(f"plot: {p}")
     slim = [{**r, "val": {t: {k: v for k, v in m.items() if k != "sweep"} for t, m in r["val"].items()},
              "test": {t: {k: v for k, v in m.items() if k != "sweep"} for t, m in r["test"].items()}} for r in results]
-    (out_root / f"summary_{args.prompt}.json").write_text(json.dumps({"inputs": inputs, "runs": slim}, indent=1))
+    grid = [{k: v for k, v in g.items() if k != "result"} for g in knn_grid]
+    (out_root / f"summary_{args.prompt}.json").write_text(json.dumps({"inputs": inputs, "runs": slim, "knn_grid": grid},
+                                                                     indent=1))
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ FAILED=()
 plan() {
   local family=$1; shift
   # shellcheck disable=SC2086
-  python experiments/check_overrides.py "$@" "seed=$SEEDS" $LAUNCH $EXTRA
+  python experiments/check_overrides.py "$@" "seed=$SEEDS" $LAUNCH $EXTRA || return $?
   ARGS[$family]="$*"
   ORDER+=("$family")
 }
