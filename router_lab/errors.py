@@ -109,6 +109,11 @@ def _hydra_message(e: BaseException) -> str:
 
         close = difflib.get_close_matches(key, [str(k) for k in parent.keys() if k != "hydra"], n=1)
         msg += f"; did you mean {close[0]!r}?" if close else ""
+    if any(f"{q}data.{k}" in msg for k in ("train", "val", "test") for q in ("'", "override ")) \
+            and ("not in struct" in msg or "Cannot merge" in msg):  # the old per-file overrides
+        msg += ("; data.train/val/test take a file, a glob or a list [a,b] where the data config lists files, "
+                "their spec's keys where it has a spec (clinc150: {split: train}); how files are read: "
+                "data.source.<arg>=...")
     return msg or type(e).__name__
 
 
@@ -130,8 +135,10 @@ def hydra_cli(config_name: str, schema: Any = None, options: bool = False) -> Ca
     from router_lab import CONF_DIR
 
     def deco(task: Callable[[Any], Any]) -> Callable[..., Any]:
+        composed: list[bool] = []  # set once Hydra has composed the config and the task runs
         @functools.wraps(task)
         def job(cfg: Any) -> Any:
+            composed.append(True)
             checked = None
             if schema is not None:
                 from router_lab.config_schema import check_config
@@ -148,8 +155,9 @@ def hydra_cli(config_name: str, schema: Any = None, options: bool = False) -> Ca
             argv = sys.argv
             if cfg is not None:
                 sys.argv = [argv[0] if argv else config_name, *cfg]
+            composed.clear()
             try:
-                return _run_hydra(hydra_main)
+                return _run_hydra(hydra_main, composed)
             finally:
                 sys.argv = argv
 
@@ -159,7 +167,7 @@ def hydra_cli(config_name: str, schema: Any = None, options: bool = False) -> Ca
     return deco
 
 
-def _run_hydra(hydra_main: Callable[[], Any]) -> Any:
+def _run_hydra(hydra_main: Callable[[], Any], composed: list[bool]) -> Any:
     if os.environ.get("HYDRA_FULL_ERROR") == "1":
         return hydra_main()
     # Hydra then raises its errors instead of printing them; we print one line.
@@ -179,9 +187,15 @@ def _run_hydra(hydra_main: Callable[[], Any]) -> Any:
         inst = _instantiation_error(e)
         if inst is not None:
             _report(inst)
-        if not isinstance(e, (HydraException, OmegaConfBaseException)):
+        if isinstance(e, (HydraException, OmegaConfBaseException)):
+            _report(_hydra_message(e))
+        if composed:  # the task's own failure: a bug, with its traceback
             raise
-        _report(_hydra_message(e))
+        # OmegaConf can fail on an override with a plain error (e.g. a key under a list node).
+        overrides = " ".join(a for a in sys.argv[1:] if not a.startswith("-"))
+        _report(f"the command line does not fit the config ({type(e).__name__}: {one_line(e)}); overrides: "
+                f"{overrides}" + ("; files are listed with data.train=[a,b] (data.val, data.test alike) and read "
+                                  "with data.source.<arg>=..." if " data." in f" {overrides}" else ""))
     finally:
         os.environ.pop("HYDRA_FULL_ERROR", None)
         os.environ.pop(_ONE_LINE_ENV, None)

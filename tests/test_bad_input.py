@@ -91,6 +91,10 @@ ROWS = [
     Row("router_lab.train", (*HYDRA, "data=files", "data.train={file:big_score.jsonl}",
                      "data.source.score_type=multi_attempt"), "in [0, 1]"),
     Row("router_lab.train", (*HYDRA, "data=files", "data.train={tmp}/missing.jsonl"), "missing.jsonl"),
+    # the old per-file overrides: a key under a file list (OmegaConf's plain ValueError) and a list over a spec
+    Row("router_lab.train", (*HYDRA, "data=files", "data.train=[{file:inf_costs.jsonl}]", "data.train.path=x.jsonl"),
+        "data.source.<arg>"),
+    Row("router_lab.train", (*HYDRA, "data=clinc150", "data.train=[x.json]"), "data.source.<arg>"),
     Row("router_lab.train", (*HYDRA, "data=files", "data.train=[{file:inf_costs.jsonl},3]"),
         "data.train[1]: 3 is neither a file path nor a source spec"),
     # ---- eval
