@@ -16,6 +16,23 @@ def machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} CPU cores, no GPU, Python {platform.python_version()}"
 
 
+def compose(overrides: list[str], run_dir: Path):
+    """The real config (as ``python -m router_lab.train`` composes it), run dir set: for
+    benchmarks that call ``router_lab.train.train`` in-process."""
+    from hydra import compose as hcompose
+    from hydra import initialize_config_dir
+    from omegaconf import open_dict
+
+    from router_lab import CONF_DIR
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = hcompose(config_name="train", overrides=overrides)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(run_dir)
+        cfg.paths.work_dir = str(run_dir)
+    return cfg
+
+
 def train_run(args: list[str], run_dir: Path, env: dict | None = None, module: str = "router_lab.train"):
     """Run ``python -m router_lab.train`` in a subprocess; (wall seconds, metrics, stdout)."""
     t0 = time.perf_counter()

@@ -29,7 +29,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
-from _common import machine
+from _common import compose, machine
 from routerdc_split2 import ORDER as SPLIT2_ORDER
 
 BASELINES = ["best_single", "best_per_task", "oracle"]
@@ -38,21 +38,6 @@ DATA = {
     "synthetic": [],
 }
 
-
-def compose(overrides: list[str], run_dir: Path):
-    """The real config (as ``python -m router_lab.train`` composes it), run dir set."""
-    from hydra import compose as hcompose
-    from hydra import initialize_config_dir
-    from omegaconf import open_dict
-
-    from router_lab import CONF_DIR
-
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = hcompose(config_name="train", overrides=overrides)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(run_dir)
-        cfg.paths.work_dir = str(run_dir)
-    return cfg
 
 
 def run(name: str, overrides: list[str], out_root: Path, reuse: bool) -> dict:

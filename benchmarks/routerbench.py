@@ -36,7 +36,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
-from _common import machine  # noqa: E402
+from _common import compose, machine  # noqa: E402
 
 FAMILIES = {
     "classifier": ["model=classifier"],
@@ -50,19 +50,6 @@ FAMILIES = {
 PROMPTS = {"strip": ["data.source.strip_few_shot=true"], "left": ["data.source.strip_few_shot=false"],
            "right": ["data.source.strip_few_shot=false", "data.truncation_side=right"]}
 
-
-def compose(overrides: list[str], out_dir: Path):
-    from hydra import compose as hcompose, initialize_config_dir
-    from omegaconf import open_dict
-
-    from router_lab import CONF_DIR
-
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = hcompose(config_name="train", overrides=overrides)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(out_dir)
-        cfg.paths.work_dir = str(out_dir)
-    return cfg
 
 
 def distinct_inputs(data_dir: str, max_length: int = 256) -> list[dict]:

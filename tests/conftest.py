@@ -22,6 +22,19 @@ SHARED_DATA = Path(os.environ.get("ROUTER_LAB_DATA_DIR") or REPO.parent / "share
 ARCHS = ("bert", "distilbert", "deberta_v2", "qwen2")
 
 
+def call_cli(capsys, fn, *args) -> tuple[int, str, str]:
+    """``fn(list(args))``, an entry point's ``main(argv)``, in this process: (exit status, stdout,
+    stderr) of that call alone."""
+    capsys.readouterr()
+    try:
+        fn(list(args))
+        code = 0
+    except SystemExit as e:
+        code = e.code or 0
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
 @pytest.fixture(autouse=True)
 def _restore_logging():
     """In-process entry points (``main(argv)``) let Hydra configure logging with handlers on

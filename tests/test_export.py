@@ -15,6 +15,7 @@ from router_lab.data.loaders.saved import save_records_jsonl
 from router_lab.data.loaders.synthetic import load_synthetic
 from router_lab.errors import UserError
 from router_lab.export import main as export_main
+from conftest import call_cli
 from test_api import train_tiny_run
 
 QUERIES = ["What is 2+2?", "Write a haiku about autumn", "Explain the statute of limitations"]
@@ -25,15 +26,7 @@ def run(tmp_path_factory) -> Path:
     return train_tiny_run(tmp_path_factory.mktemp("export_run"))
 
 
-def cli(capsys, fn, *args) -> tuple[int, str, str]:
-    capsys.readouterr()
-    try:
-        fn(list(args))
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    out, err = capsys.readouterr()
-    return code, out, err
+cli = call_cli
 
 
 def test_export_is_self_contained(run, tmp_path, capsys):

@@ -14,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import SHARED_DATA, compose, make_tiny_encoder, route_metrics
+from conftest import SHARED_DATA, call_cli, compose, make_tiny_encoder, route_metrics
 from router_lab.api import Policy, Router
 from router_lab.policy import label_decision
 from router_lab.calibrate import main as calibrate_main
@@ -75,15 +75,7 @@ def label_run(tmp_path_factory) -> dict:
     return {"run": run, "metrics": metrics, "heldout": write_jsonl(root / "heldout.jsonl", held), "n_oos": len(OOS)}
 
 
-def cli(capsys, fn, *args) -> tuple[int, str, str]:
-    capsys.readouterr()
-    try:
-        fn(list(args))
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    out, err = capsys.readouterr()
-    return code, out, err
+cli = call_cli
 
 
 # ------------------------------------------------------------------ the decision rule, by hand

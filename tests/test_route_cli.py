@@ -15,7 +15,7 @@ import pytest
 from router_lab.data.loaders.saved import save_records_jsonl
 from router_lab.data.loaders.synthetic import load_synthetic
 from router_lab.route import main, run_interactive
-from conftest import route_metrics
+from conftest import call_cli, route_metrics
 from test_api import train_tiny_run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,13 +27,7 @@ def run(tmp_path_factory) -> Path:
 
 
 def cli(capsys, *args) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    out, err = capsys.readouterr()
-    return code, out, err
+    return call_cli(capsys, main, *args)
 
 
 TRICKY = 'What is 2+2, or 3? (a=b, c:d) [x] {y} "quoted" it\'s'
