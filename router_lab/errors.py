@@ -84,6 +84,12 @@ def run_main(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         _report(msg)
 
 
+#: Appended when an override of data.train/val/test does not fit (the old per-file forms).
+_DATA_FILES_HINT = ("; data.train/val/test take a file, a glob or a list [a,b] where the data config lists files, "
+                    "their spec's keys where it has a spec (clinc150: {split: train}); how files are read: "
+                    "data.source.<arg>=...")
+
+
 def _hydra_message(e: BaseException) -> str:
     """Hydra's multi-line composition errors as one line: what, the options there are, why."""
     lines = [l.strip() for l in str(e).splitlines() if l.strip()]
@@ -111,9 +117,7 @@ def _hydra_message(e: BaseException) -> str:
         msg += f"; did you mean {close[0]!r}?" if close else ""
     if any(f"{q}data.{k}" in msg for k in ("train", "val", "test") for q in ("'", "override ")) \
             and ("not in struct" in msg or "Cannot merge" in msg):  # the old per-file overrides
-        msg += ("; data.train/val/test take a file, a glob or a list [a,b] where the data config lists files, "
-                "their spec's keys where it has a spec (clinc150: {split: train}); how files are read: "
-                "data.source.<arg>=...")
+        msg += _DATA_FILES_HINT
     return msg or type(e).__name__
 
 
@@ -194,8 +198,7 @@ def _run_hydra(hydra_main: Callable[[], Any], composed: list[bool]) -> Any:
         # OmegaConf can fail on an override with a plain error (e.g. a key under a list node).
         overrides = " ".join(a for a in sys.argv[1:] if not a.startswith("-"))
         _report(f"the command line does not fit the config ({type(e).__name__}: {one_line(e)}); overrides: "
-                f"{overrides}" + ("; files are listed with data.train=[a,b] (data.val, data.test alike) and read "
-                                  "with data.source.<arg>=..." if " data." in f" {overrides}" else ""))
+                f"{overrides}" + (_DATA_FILES_HINT if " data." in f" {overrides}" else ""))
     finally:
         os.environ.pop("HYDRA_FULL_ERROR", None)
         os.environ.pop(_ONE_LINE_ENV, None)
