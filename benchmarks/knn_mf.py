@@ -7,6 +7,8 @@ the baselines. Prints markdown tables (paste into benchmarks/RESULTS.md).
     python benchmarks/knn_mf.py --data synthetic
     python benchmarks/knn_mf.py --data split2 --reuse             # re-read finished runs
     python benchmarks/knn_mf.py --data split2 --val-only          # the kNN grid on validation only (no test encoding)
+    python benchmarks/knn_mf.py --data split2 --encoder e5_small --reuse --mf-grid model.dim=32,128 model.dropout=0.1,0.5
+                                                                  # MF settings chosen on validation too
 
 Each run is ``router_lab.train.train`` on the composed config of ``python -m router_lab.train
 model={knn,mf} ...``, one after another in this process.
@@ -20,6 +22,7 @@ printed for transparency only, never used to choose. Runs go under
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import time
@@ -102,6 +105,12 @@ def mean_std(vals: list[float]) -> str:
     return f"{np.mean(vals):.2f} ± {np.std(vals):.2f}" if len(vals) > 1 else f"{vals[0]:.2f}"
 
 
+def mf_name(settings: tuple[str, ...], seed: int) -> str:
+    """Run folder of an MF setting: mf_dim32_dropout0.5_seed1 (mf_seed1 for the defaults)."""
+    parts = [f"{k.split('.')[-1]}{v}" for k, v in (c.split("=", 1) for c in settings)]
+    return "_".join(["mf", *parts, f"seed{seed}"])
+
+
 def main() -> None:
     import os
 
@@ -116,6 +125,9 @@ def main() -> None:
     ap.add_argument("--reuse", action="store_true")
     ap.add_argument("--tag", default="", help="suffix of the output folder (a variant's runs)")
     ap.add_argument("--skip-mf", action="store_true")
+    ap.add_argument("--mf-grid", nargs="*", default=[], metavar="KEY=V1,V2",
+                    help="MF settings to choose from on validation (first seed), e.g. model.dim=32,128 "
+                         "model.dropout=0.1,0.3; the chosen one then runs on every seed")
     ap.add_argument("--val-only", action="store_true", help="score the kNN grid on validation only (no test sets)")
     args = ap.parse_args()
     out_root = REPO / "outputs" / "benchmarks" / "knn_mf" / f"{args.data}_{args.encoder}{args.tag}"
@@ -132,7 +144,15 @@ def main() -> None:
             grid[(k, w)] = run(f"knn_k{k}_{w}", [*base, "model=knn", f"model.k={k}", f"model.weighting={w}",
                                                  f"seed={args.seeds[0]}"], out_root, args.reuse)
     best = max(grid, key=lambda kw: grid[kw]["val/score_best"])
-    mf = [] if args.skip_mf else [run(f"mf_seed{s}", [*base, "model=mf", f"seed={s}"], out_root, args.reuse)
+    mf_grid, mf_best = {}, ()
+    if args.mf_grid and not args.skip_mf:
+        axes = [[f"{kv.split('=', 1)[0]}={v}" for v in kv.split("=", 1)[1].split(",")] for kv in args.mf_grid]
+        for combo in itertools.product(*axes):
+            name = mf_name(combo, args.seeds[0])
+            mf_grid[combo] = run(name, [*base, "model=mf", *combo, f"seed={args.seeds[0]}"], out_root, args.reuse)
+        mf_best = max(mf_grid, key=lambda c: mf_grid[c]["val/score_best"])
+    mf = [] if args.skip_mf else [run(mf_name(mf_best, s), [*base, "model=mf", *mf_best, f"seed={s}"], out_root,
+                                      args.reuse)
                                   for s in args.seeds]
 
     print(f"\n{args.data}, frozen {args.encoder}; {machine()}; {time.perf_counter() - t0:.0f} s in all")
@@ -143,6 +163,15 @@ def main() -> None:
         print(f"| {k} | {w}{mark} | {pct(m, 'val/score_best'):.2f} | "
               f"{pct(m, 'avg_in_distribution/router/acc_predict'):.2f} | "
               f"{pct(m, 'avg_out_of_distribution/router/acc_predict'):.2f} |")
+
+    if mf_grid:
+        print("\nMF grid (seed %d; selection by validation acc_predict; test shown, not used):\n" % args.seeds[0])
+        print("| setting | val | test ID avg | test OOD avg |\n|---|---:|---:|---:|")
+        for combo, m in sorted(mf_grid.items(), key=lambda cm: -cm[1]["val/score_best"]):
+            mark = " **(chosen)**" if combo == mf_best else ""
+            print(f"| {' '.join(combo)}{mark} | {pct(m, 'val/score_best'):.2f} | "
+                  f"{pct(m, 'avg_in_distribution/router/acc_predict'):.2f} | "
+                  f"{pct(m, 'avg_out_of_distribution/router/acc_predict'):.2f} |")
 
     knn = grid[best]
     ref = mf[0] if mf else knn
@@ -161,7 +190,7 @@ def main() -> None:
         cells += [f"{pct(ref, f'{key}/{b}/acc_predict'):.2f}" for b in BASELINES]
         print(f"| {bold}{label}{bold} | " + " | ".join(f"{bold}{c}{bold}" if i < 2 else c for i, c in enumerate(cells))
               + " |")
-    summary = {"knn_best": {"k": best[0], "weighting": best[1]}, "knn": knn, "mf": mf,
+    summary = {"knn_best": {"k": best[0], "weighting": best[1]}, "knn": knn, "mf": mf, "mf_best": list(mf_best),
                "grid": {f"{k}_{w}": m for (k, w), m in grid.items()}}
     (out_root / "summary.json").write_text(json.dumps(summary, indent=1))
 
