@@ -74,9 +74,10 @@ def val_only_grid(base: list[str], ks: list[int], weightings: list[str]) -> dict
     import torch
 
     from router_lab import metrics as M
+    from router_lab.train import build_datamodule
 
     cfg = compose(["logger=none", "extras.print_config=false", *base, "model=knn"], REPO / "outputs" / "tmp")
-    dm = hydra.utils.instantiate(cfg.data, _convert_="all")
+    dm = build_datamodule(cfg)
     dm.setup("fit")
     tr, va = dm.train_set, dm.val_set
     overlap = len({r.query for r in tr.records} & {r.query for r in va.records})

@@ -28,19 +28,20 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+from _common import compose
+
 ORDER = ["mmlu", "gsm8k", "cmmlu", "arc_challenge", "humaneval", "MATH_prealgebra", "mbpp", "ceval", "javascript"]
 LABELS = ["MMLU", "GSM8K", "CMMLU", "ARC-C", "HumanEval", "PreAlg", "MBPP", "C-EVAL", "JS"]
 
 
 def load(overrides: list[str]):
-    from hydra import compose, initialize_config_dir
-    from hydra.utils import instantiate
+    from router_lab.train import build_datamodule
 
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=["+experiment=routerdc_split2_minilm", *overrides])
+    cfg = compose(["+experiment=routerdc_split2_minilm", *overrides], REPO / "outputs" / "tmp")
     if not cfg.encoder.frozen:
         sys.exit("error: the probes need a frozen encoder (encoder.frozen=true); expected cached embeddings")
-    dm = instantiate(cfg.data, _convert_="all")
+    dm = build_datamodule(cfg)
     dm.setup()
     return dm
 

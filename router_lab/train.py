@@ -53,6 +53,12 @@ def save_splits(dm, out_dir: Path, which) -> list[Path]:
     return written
 
 
+def build_datamodule(cfg: DictConfig):
+    """The data module of a composed config, built the one way every entry point builds it
+    (``train`` here, the in-process benchmarks)."""
+    return hydra.utils.instantiate(cfg.data, _convert_="all")
+
+
 def train(cfg: DictConfig) -> tuple[dict, dict]:
     """Fit, test the best checkpoint, report. Returns (metrics, objects)."""
     splits = list(cfg.get("extras", {}).get("save_splits") or [])
@@ -68,7 +74,7 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
     if resume and str(resume) not in ("last", "best", "hpc", "registry"):
         resume = str(check_checkpoint(resume))
 
-    dm = hydra.utils.instantiate(cfg.data, _convert_="all")
+    dm = build_datamodule(cfg)
     t0 = time.perf_counter()
     dm.setup("fit")
     data_seconds = time.perf_counter() - t0
