@@ -46,7 +46,6 @@ def load(overrides: list[str]):
     return dm
 
 
-
 def fit_probes(X: np.ndarray, E: np.ndarray, y: np.ndarray, n_tasks: int, ks=(20, 50, 100, 1000)):
     """Fit every probe on training embeddings X, effective scores E and task ids y; returns a
     function from test embeddings to {probe name: chosen LLM per query}."""

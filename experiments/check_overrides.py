@@ -82,6 +82,8 @@ def check_jobs(overrides: list[str], config_name: str = "train") -> list[str]:
 
     import hydra
 
+    from router_lab.train import build_datamodule
+
     parser = OverridesParser.create()
     parsed = parser.parse_overrides(overrides)
     axes = []
@@ -98,7 +100,7 @@ def check_jobs(overrides: list[str], config_name: str = "train") -> list[str]:
         for combo in itertools.product(*axes):
             try:
                 cfg = compose(config_name=config_name, overrides=list(combo) + ["paths.output_dir=unused"])
-                dm = hydra.utils.instantiate(cfg.data, _convert_="all")
+                dm = build_datamodule(cfg)
                 dm.setup("test")  # load and check the records; encode nothing
                 model = hydra.utils.instantiate(cfg.model, data_info=dm.info(), _convert_="all")
                 model.setup("fit")

@@ -55,7 +55,7 @@ def save_splits(dm, out_dir: Path, which) -> list[Path]:
 
 def build_datamodule(cfg: DictConfig):
     """The data module of a composed config, built the one way every entry point builds it
-    (``train`` here, the in-process benchmarks)."""
+    (``train`` here, the in-process benchmarks, the sweep scripts' pre-flight check)."""
     return hydra.utils.instantiate(cfg.data, _convert_="all")
 
 
