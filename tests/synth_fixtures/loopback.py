@@ -230,8 +230,6 @@ class LoopbackLLM:
                     h.close_connection = True
                     return
             self._reply(h, req, key, fault)
-            with self._lock:
-                self.answered[key] += 1
         finally:
             with self._lock:
                 self.in_flight -= 1
@@ -243,13 +241,13 @@ class LoopbackLLM:
             after = {"429": self.retry_after, "429_long": LONG_RETRY_AFTER,
                      "429_date": email.utils.formatdate(time.time() + 3600, usegmt=True)}[fault]
             return self._send(h, 429, {"error": {"message": "rate limited", "type": "rate_limit"}},
-                              {"retry-after": after})
+                              {"retry-after": after}, key=key)
         if fault == "500":
-            return self._send(h, 500, {"error": {"message": "internal error", "type": "server_error"}})
+            return self._send(h, 500, {"error": {"message": "internal error", "type": "server_error"}}, key=key)
         if fault == "stall":
             time.sleep(self.stall_s)
         if fault == "non_json":
-            return self._send_raw(h, 200, b"<html><body>upstream proxy error</body></html>", "application/json")
+            return self._send_raw(h, 200, b"<html><body>upstream proxy error</body></html>", "application/json", key=key)
         tool = (req.get("tools") or [{}])[0].get("function", {})
         rng = _rng_for(key)
         if fault == "invalid_json":
@@ -286,13 +284,19 @@ class LoopbackLLM:
         }
         if fault == "empty_choices":
             reply["choices"] = []
-        self._send(h, 200, reply)
+        self._send(h, 200, reply, key=key)
 
-    def _send(self, h: BaseHTTPRequestHandler, status: int, obj: dict, headers: dict | None = None) -> None:
-        self._send_raw(h, status, json.dumps(obj).encode(), "application/json", headers)
+    def _send(self, h: BaseHTTPRequestHandler, status: int, obj: dict, headers: dict | None = None,
+              key: str | None = None) -> None:
+        self._send_raw(h, status, json.dumps(obj).encode(), "application/json", headers, key)
 
     def _send_raw(self, h: BaseHTTPRequestHandler, status: int, data: bytes, ctype: str,
-                  headers: dict | None = None) -> None:
+                  headers: dict | None = None, key: str | None = None) -> None:
+        if key is not None:
+            # Counted as answered before the first byte goes out: a client that retries at once
+            # (instructor's re-ask) must not race this thread and meet the keyed fault again.
+            with self._lock:
+                self.answered[key] += 1
         try:
             h.send_response(status)
             h.send_header("content-type", ctype)
