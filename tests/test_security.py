@@ -483,26 +483,23 @@ def test_batch_output_equal_to_input_is_refused_before_opening(run, tmp_path, ca
 
 
 def test_two_runs_started_in_the_same_second_keep_both_results(run, tmp_path):
-    """Two runs released at the same instant (both imported, then a shared start second):
-    two run dirs, two metrics.json."""
+    """Two concurrent runs whose clocks read the same instant, to the microsecond (Hydra's
+    ``now`` resolver is pinned in both): two run dirs, two metrics.json."""
     root, logs = run.parent, tmp_path / "logs"
-    script = ("import sys, math, time; from pathlib import Path; import router_lab.train as t; "
-              "me, other = Path(sys.argv.pop(1)), Path(sys.argv.pop(1)); me.touch(); "
-              "[time.sleep(0.05) for _ in iter(lambda: other.exists(), True)]; "
-              "start = math.floor(max(me.stat().st_mtime, other.stat().st_mtime)) + 2; "
-              "time.sleep(max(0.0, start - time.time())); t.main()")
+    script = ("import datetime as dt, hydra.core.utils as hu; import router_lab.train as t; "
+              "hu.datetime = type('Pinned', (dt.datetime,), "
+              "{'now': classmethod(lambda cls, tz=None: dt.datetime(2026, 1, 1, 12, 0, 0, 123456))}); t.main()")
     args = [f"paths.log_dir={logs}", "logger=none", "extras.print_config=false", "train=false", "callbacks=none",
             "data.train.n_train=300", "data.val.n_val=60", "data.test.test.n_test=60",
             f"encoder.pretrained={root / 'tiny_bert'}", "encoder.name=tiny_bert", "encoder.max_length=32"]
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "ROUTER_LAB_CACHE_DIR": str(root / "cache")}
-    ready = [tmp_path / "ready0", tmp_path / "ready1"]
-    procs = [subprocess.Popen([sys.executable, "-c", script, str(ready[i]), str(ready[1 - i]), *args], cwd=REPO,
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    procs = [subprocess.Popen([sys.executable, "-c", script, *args], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]
     assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
     dirs = sorted((logs / "train" / "runs").iterdir())
     assert len(dirs) == 2 and all((d / "metrics.json").is_file() for d in dirs), dirs
-    assert len({d.name[:19] for d in dirs}) == 1, dirs  # they did start in the same second
+    assert {d.name[:26] for d in dirs} == {"2026-01-01_12-00-00_123456"}, dirs  # the same clock reading
 
 
 @pytest.mark.parametrize("args", [["task_name=../../escaped"], ["-m", "task_name=fine,../../escaped"]])
