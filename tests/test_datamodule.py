@@ -228,6 +228,42 @@ def test_routerbench_dir_with_and_without_test_files(tmp_path, tiny_bert):
     assert len(dm.train_set) + len(dm.val_set) == 40
 
 
+def test_routerbench_defaults_read_the_published_quirks(tmp_path, tiny_bert, caplog):
+    """As in the published ARC file: a row with a missing score whose sample_id another,
+    different question reuses. The RouterBench defaults drop the row (counted) and keep every
+    reused id as <id>#k; ``on_missing_score=mask`` keeps the row and trains on the scores there are."""
+    import logging
+
+    import hydra
+    import numpy as np
+    import pandas as pd
+
+    from tests.conftest import compose
+
+    d = tmp_path / "rb"
+    d.mkdir()
+    df = pd.read_csv(_rb_csv(d / "arc_train.csv", "arc", n=30))
+    df.loc[3, "small"] = float("nan")
+    df.loc[4, "sample_id"] = df.loc[5, "sample_id"] = df.loc[6, "sample_id"] = "arc.reused"
+    df.to_csv(d / "arc_train.csv", index=False)
+    _rb_csv(d / "arc_test.csv", "arc", n=6, start=100)
+    base = ["data=routerbench", f"data.dir={d}", f"paths.cache_dir={tmp_path / 'cache'}",
+            f"encoder.pretrained={tiny_bert}", "encoder.max_length=16"]
+    with caplog.at_level(logging.WARNING, logger="router_lab.data.loaders"):
+        dm = hydra.utils.instantiate(compose(base).data, _convert_="all")
+        dm.setup()
+    ids = [r.id for r in dm.train_set.records + dm.val_set.records]
+    assert len(ids) == 29 and "arc.3" not in ids
+    assert {"arc.reused", "arc.reused#1", "arc.reused#2"} <= set(ids)
+    assert "dropped 1 of 30" in caplog.text and "1 id(s) repeat" in caplog.text
+    dm = hydra.utils.instantiate(compose([*base, "data.source.on_missing_score=mask"]).data, _convert_="all")
+    dm.setup()
+    split = dm.train_set if any(r.id == "arc.3" for r in dm.train_set.records) else dm.val_set
+    row = [r.id for r in split.records].index("arc.3")
+    assert len(dm.train_set) + len(dm.val_set) == 30
+    assert np.isnan(split.scores[row, dm.pool.names.index("small")]) and split.scores[row, dm.pool.names.index("big")] == 1
+
+
 def test_several_training_files_are_one_override(tmp_path, tiny_bert):
     from tests.conftest import compose
 

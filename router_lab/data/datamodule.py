@@ -171,7 +171,8 @@ class RouterDataModule(L.LightningDataModule):
         if label_source not in ("auto", "label", "best_llm"):
             raise DataError(f"data.label_source={label_source!r}; expected auto, label or best_llm")
         self.label_source = label_source
-        self.allow_partial_scores = allow_partial_scores
+        # on_missing_score: mask asks for records with some LLMs unscored: they are allowed.
+        self.allow_partial_scores = allow_partial_scores or self.source.get("on_missing_score") == "mask"
         self.require_scores = require_scores
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
@@ -191,6 +192,8 @@ class RouterDataModule(L.LightningDataModule):
         records, names_by_source = [], {}
         for i, spec in enumerate(specs):
             src = spec.get("path", spec.get("loader"))
+            if spec.get("on_missing_score") == "mask":
+                self.allow_partial_scores = True
             recs, names = load_records(spec, self.cache_dir, where=f"{where}[{i}] ({src})")
             records.extend(recs)
             names_by_source[str(src)] = names

@@ -99,7 +99,9 @@ def check_scores(
         )
     missing = [k for k in llm_names if k not in record.scores]
     if missing and not allow_partial:
-        raise DataError(f"{where}: record {record.id!r} has no score for LLM(s) {missing}")
+        raise DataError(f"{where}: record {record.id!r} has no score for LLM(s) {missing}; expected one per LLM "
+                        f"(data.allow_partial_scores=true, or data.source.on_missing_score=mask, trains on the "
+                        f"scores there are)")
     # multi_attempt: the fraction of correct attempts, in [0, 1].
     bounded = record.score_type == "multi_attempt"
     for k, v in record.scores.items():
