@@ -103,6 +103,6 @@ def test_an_llm_missing_from_the_training_data_is_one_error_line(tmp_path, cfg_f
             for i in range(40) for t in ("math", "code")]
     path = write_table(tmp_path / "train.jsonl", rows)
     cfg = cfg_factory(["model=mf", "data=files", f"data.train={path}", "llm_pool.llms=[a,b,c]",
-                       "+data.allow_partial_scores=true", "trainer.max_epochs=1"])
+                       "data.allow_partial_scores=true", "trainer.max_epochs=1"])
     line = run_failing(cfg, capsys)
     assert "no training record scores ['c']" in line and "llm_pool" in line
