@@ -171,6 +171,37 @@ def test_arrow_cache_is_reused_and_invalidated_by_edits(tmp_path, tiny_bert):
     assert len(load_source({"loader": "table", "path": str(path)}, tmp_path / "c")) == 12
 
 
+def test_arrow_cache_is_invalidated_by_a_changed_loader(tmp_path, monkeypatch):
+    """A new release's loader (stricter checks, another parse) re-reads a cached file: the cache
+    key covers the code that reads it, not only the spec and the file."""
+    import importlib
+    import sys
+
+    from router_lab.data import sources
+    from router_lab.data.loaders import LOADERS
+
+    src = tmp_path / "mods" / "my_loader_mod.py"
+    src.parent.mkdir()
+    body = ("from router_lab.data.loaders.table import load_table\n"
+            "def load(path):\n    return [r for r in load_table(path)][:{n}]\n")
+    src.write_text(body.format(n=3))
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)  # same size, same second: no stale .pyc
+    monkeypatch.syspath_prepend(str(src.parent))
+    mod = importlib.import_module("my_loader_mod")
+    monkeypatch.setitem(LOADERS, "mine", mod.load)
+    path = write_jsonl(tmp_path / "t.jsonl", rows(10))
+    spec = {"loader": "mine", "path": str(path)}
+    sources._code_stamp.cache_clear()
+    assert len(sources.load_source(spec, tmp_path / "c")) == 3
+    assert len(sources.load_source(spec, tmp_path / "c")) == 3  # cached
+    src.write_text(body.format(n=5))  # the next release of the loader
+    monkeypatch.delitem(sys.modules, "my_loader_mod")
+    mod = importlib.import_module("my_loader_mod")
+    monkeypatch.setitem(LOADERS, "mine", mod.load)
+    sources._code_stamp.cache_clear()  # a new process
+    assert len(sources.load_source(spec, tmp_path / "c")) == 5
+
+
 def test_score_files_naming_different_llms_are_named_in_the_error(tmp_path, tiny_bert):
     a = write_jsonl(tmp_path / "a.jsonl", rows(10))
     other = rows(10)

@@ -417,7 +417,7 @@ def test_routerbench_bad_inputs(tmp_path):
     df = routerbench_frame()
     df.loc[1, "llama"] = -1.0
     df.to_csv(path, index=False)
-    with raises_naming("routerbench.csv row 1", "'llama'", ">= 0"):
+    with raises_naming("routerbench.csv row 1", "'llama'", "-1.0", "[0, 1]"):
         load_routerbench(path)
     routerbench_frame().drop(columns=["eval_name"]).to_csv(path, index=False)
     with raises_naming("routerbench.csv", "'eval_name'"):
@@ -447,6 +447,16 @@ def test_routerbench_missing_score_policies(tmp_path, caplog):
         load_routerbench(path, on_missing_score="drop_record")
     with raises_naming("on_missing_score='skip'"):
         load_routerbench(path, on_missing_score="skip")
+
+
+def test_routerbench_score_outside_0_1_is_one_error_line(tmp_path):
+    """A RouterBench score is per-prompt performance in [0, 1]; a 2.0 would pass as a
+    'probability' score and put the oracle at 100 %."""
+    df = routerbench_frame()
+    df.loc[1, "llama"] = 2.0
+    df.to_csv(tmp_path / "rb.csv", index=False)
+    with raises_naming("rb.csv row 1", "'llama'", "2.0", "[0, 1]"):
+        load_routerbench(tmp_path / "rb.csv")
 
 
 def test_table_loader_shares_the_missing_score_policy(tmp_path):

@@ -7,11 +7,13 @@ A source spec is a mapping with a ``loader`` name and that loader's arguments::
     {loader: table, path: my.jsonl, columns: {query: prompt}}
 
 ``load_source`` looks the loader up in ``router_lab.data.loaders.LOADERS`` and stores the
-result as a HF ``datasets.Dataset`` under ``cache_dir/datasets/<key>``: the key covers the spec and the file's size and mtime, so an
-edited file is re-read and an unchanged one is not.
+result as a HF ``datasets.Dataset`` under ``cache_dir/datasets/<key>``: the key covers the spec,
+the file's size and mtime and the code that reads and checks it, so an edited file (or a changed
+loader) is re-read and an unchanged one is not.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import json
@@ -44,14 +46,32 @@ def resolve_loader(spec: Mapping[str, Any], where: str = "data") -> tuple[Callab
     return fn, spec
 
 
+@functools.lru_cache(maxsize=None)
+def _code_stamp(loader_file: str | None) -> str:
+    """A digest of the code that reads and checks records (the loader's source file, the shared
+    loader helpers, the record checks): a new release's stricter checks re-read cached files."""
+    from router_lab.data import records
+    from router_lab.data.loaders import common
+
+    h = hashlib.sha1()
+    for f in (loader_file, inspect.getsourcefile(common), inspect.getsourcefile(records)):
+        h.update(Path(f).read_bytes() if f and Path(f).is_file() else str(f).encode())
+    return h.hexdigest()[:12]
+
+
 def _spec_key(spec: Mapping[str, Any]) -> str:
+    fn = LOADERS.get(spec.get("loader"))
+    try:
+        code = _code_stamp(inspect.getsourcefile(fn)) if fn is not None else ""
+    except TypeError:  # not a plain Python function: no file to digest
+        code = _code_stamp(None)
     stamp = {}
     path = spec.get("path")
     if path and Path(str(path)).exists():
         p = Path(str(path))
         files = [p] if p.is_file() else sorted(x for x in p.rglob("*") if x.is_file())
         stamp = {str(f): [f.stat().st_size, int(f.stat().st_mtime)] for f in files[:1000]}
-    blob = json.dumps({"spec": spec, "files": stamp, "v": 1}, sort_keys=True, default=str)
+    blob = json.dumps({"spec": spec, "files": stamp, "code": code, "v": 1}, sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:20]
 
 

@@ -2,6 +2,7 @@
 model and ``<model>|total_cost`` beside each (CSV / Parquet; PKL only with ``allow_pickle``)."""
 from __future__ import annotations
 
+import math
 import os
 import re
 from typing import Sequence
@@ -96,6 +97,11 @@ def load_routerbench(
             raise DataError(f"{where}: {task_column!r} is empty; expected the eval name")
         # Correctness stored as booleans is a score of 0/1.
         scores = {m: float(v) if isinstance(v, bool) else plain(v) for m, v in ((m, row[m]) for m in models)}
+        for m, v in scores.items():
+            # RouterBench scores are per-prompt performance in [0, 1] (0/1 on these tasks); a
+            # 2.0 would pass as a "probability" and inflate every metric. Missing: the policy.
+            if isinstance(v, (int, float)) and not math.isnan(v) and not 0.0 <= v <= 1.0:
+                raise DataError(f"{where}: score for {m!r} is {v!r}; expected a RouterBench score in [0, 1]")
         costs = {m: plain(row[cost_of[m]]) for m in models if m in cost_of}
         rid = text_cell(row.get("sample_id"), where, "sample_id") or stable_id(task, i, prompt)
         pairs.append((where, RoutingRecord(id=rid, query=prompt, task=task, scores=scores, costs=costs or None,
