@@ -41,6 +41,7 @@ def test_a_needs_comment_excuses_a_line_and_continuations_are_joined(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(7200)  # every command line of the docs, one after another
 def test_every_doc_command_line_runs_with_tiny_settings():
     res = subprocess.run([sys.executable, "experiments/check_docs.py"], cwd=REPO, capture_output=True, text=True,
                          timeout=7200)

@@ -292,6 +292,7 @@ CLINC = Path(os.environ.get("ROUTER_LAB_DATA_DIR", SHARED_DATA)) / "clinc150" / 
 
 
 @pytest.mark.slow  # ~100 s of CPU: encodes all 21 000 CLINC150 texts
+@pytest.mark.timeout(3600)
 @pytest.mark.skipif(not CLINC.is_file(), reason=f"CLINC150 not found at {CLINC} (../shared/data or "
                                                 "ROUTER_LAB_DATA_DIR)")
 def test_clinc150_domain_router_calibrates_on_val_and_oos_val(tmp_path, capsys):
