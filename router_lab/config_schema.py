@@ -97,8 +97,13 @@ class TrainConfig(_Open):
 
 
 class EvalConfig(_Open):
-    data: Optional[DataConfig] = None
+    # ``data=OPTION`` refers to the run's ``${encoder}`` / ``${llm_pool}``: it is checked
+    # (RunDataConfig) once merged into the run's config (runs.load_run_datamodule), not here.
     trainer: Optional[TrainerConfig] = None
+
+
+class RunDataConfig(_Open):
+    data: Optional[DataConfig] = None
 
 
 class ClustersConfig(_Open):

@@ -384,5 +384,10 @@ def load_run_datamodule(run_cfg, where: str, paths: Mapping | None = None, data=
             cfg.paths = OmegaConf.create(dict(paths))
         if data is not None:
             cfg.data = data
+    if data is not None:
+        # The user's data config, now that ${encoder} / ${llm_pool} resolve in the run's config.
+        from router_lab.config_schema import RunDataConfig, check_config
+
+        check_config(cfg, RunDataConfig)
     trusted = str(data.get("_target_")) if data is not None else None
     return build_datamodule(cfg.data, where, trusted_target=trusted)

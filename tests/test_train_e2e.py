@@ -51,6 +51,13 @@ def test_eval_reloads_the_checkpoint_and_reproduces_the_metrics(trained_run, tmp
     b = json.loads((ev / "metrics.json").read_text())
     key = "avg_in_distribution/router/acc_predict"
     assert b[key] == pytest.approx(a[key], abs=1e-6)
+    # data=OPTION (as for another benchmark's files): the option's ${encoder} / ${llm_pool} are
+    # the run's; the same data settings give the same figures.
+    ev2 = tmp_path / "eval_data"
+    p = run([f"ckpt_path={out / 'checkpoints' / 'best.ckpt'}", "data=synthetic", *SMALL[:3], f"hydra.run.dir={ev2}"],
+            tmp, module="router_lab.eval")
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert json.loads((ev2 / "metrics.json").read_text())[key] == pytest.approx(a[key], abs=1e-6)
 
 
 def test_missing_data_file_is_one_line_and_leaves_no_result(tmp_path):
