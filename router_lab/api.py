@@ -173,6 +173,17 @@ def check_route_map(cfg: Any, where: str) -> dict:
 
 # ------------------------------------------------------------------ the router
 
+def _final_question(text: str) -> str:
+    from router_lab.data.loaders.routerbench import final_question
+
+    return final_question(text)
+
+
+#: Query preparations a router may name (``data_info.query_prep``, set by the data it was
+#: trained on): a fixed set, so an export dir cannot choose code to run.
+QUERY_PREP = {"final_question": _final_question}
+
+
 class Router:
     """A trained router ready to route text (see the module docstring)."""
 
@@ -198,6 +209,11 @@ class Router:
         #: a category router trained on labels (not on each query's best LLM): routes by category_map
         self.label_router = info.get("label_kind") == "label" and bool(self.categories) and \
             hasattr(model, "category_llm")
+        prep = info.get("query_prep")
+        if prep is not None and prep not in QUERY_PREP:
+            raise UserError(f"data_info.query_prep={prep!r}; expected one of {sorted(QUERY_PREP)} or none")
+        #: what training did to every query before encoding it, done here to every routed text
+        self.query_prep: str | None = prep
         self.spec = EncoderSpec.from_config(hp["encoder"])
         self.tokenizer = load_tokenizer(self.spec)
         # Frozen routers were trained on cached embeddings and hold only their head: embed
@@ -345,9 +361,13 @@ class Router:
     @torch.inference_mode()
     def decide_texts(self, texts: Sequence[str]) -> tuple[dict[str, torch.Tensor], list[bool]]:
         """The router's raw ``decide`` output for texts (before the serving policy), and
-        which texts were truncated to the encoder's max length. Texts are tokenised once,
+        which texts were truncated to the encoder's max length. Each text is first prepared
+        as the training queries were (``query_prep``: a RouterBench router trained on the
+        final question of k-shot prompts reads only that question of a k-shot prompt). Texts are tokenised once,
         sorted by length and run ``micro_batch`` at a time, so a batch of mixed lengths is
         not padded to its longest member; the output is in the input's order."""
+        if self.query_prep is not None:
+            texts = [QUERY_PREP[self.query_prep](t) for t in texts]
         ids, truncated = self._tokenize(texts)
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         parts: list[dict[str, torch.Tensor]] = []

@@ -196,3 +196,44 @@ def test_load_errors_name_what_is_missing(runs, tmp_path):
     (empty / ".hydra").mkdir(parents=True)
     with pytest.raises(UserError, match="checkpoints/best.ckpt"):
         Router.load(empty)
+
+
+def test_a_routerbench_router_routes_a_k_shot_prompt_as_its_final_question(tmp_path, tiny_bert):
+    """Trained on the final question of k-shot prompts (data=routerbench's default), the router
+    reduces a routed k-shot prompt the same way — from its run dir and from its export — rather
+    than encoding exemplars it never saw in training. A tampered export naming another
+    preparation is one error line."""
+    import yaml
+    from omegaconf import OmegaConf
+
+    from conftest import compose
+    from router_lab.export import export_router
+    from router_lab.train import train
+    from test_datamodule import _rb_csv
+
+    d = tmp_path / "rb"
+    d.mkdir()
+    for task in ("arc", "wino"):
+        _rb_csv(d / f"{task}_train.csv", task, n=40)
+    run = tmp_path / "run"
+    cfg = compose(["data=routerbench", f"data.dir={d}", f"paths.cache_dir={tmp_path / 'cache'}", "logger=none",
+                   "model=routerdc", "model.cluster_loss_weight=0", "model.top_k=1", "model.last_k=1", "trainer.max_epochs=1",
+                   "callbacks=none",
+                   "extras.print_config=false", f"encoder.pretrained={tiny_bert}", "encoder.name=tiny_bert",
+                   "encoder.max_length=32"], output_dir=run)
+    train(cfg)
+    (run / ".hydra").mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, run / ".hydra" / "config.yaml")
+    export_router(Router.load(run), tmp_path / "export")
+    shots = "\n\n".join(f"exemplar question {i} about something else entirely\nAnswer: B" for i in range(5))
+    asked = "Which gas do plants take in?\nA) oxygen\nB) carbon dioxide\nAnswer:"
+    for src in (run, tmp_path / "export"):
+        r = Router.load(src)
+        assert r.query_prep == "final_question"
+        k_shot, bare = r.route_batch([f"{shots}\n\n{asked}", asked])
+        assert k_shot.llm == bare.llm and k_shot.scores == bare.scores
+    meta = yaml.safe_load((tmp_path / "export" / "router.yaml").read_text())
+    meta["hparams"]["data_info"]["query_prep"] = "os.system"
+    (tmp_path / "export" / "router.yaml").write_text(yaml.safe_dump(meta))
+    with pytest.raises(UserError, match=r"query_prep='os.system'; expected one of \['final_question'\]"):
+        Router.load(tmp_path / "export")

@@ -181,6 +181,7 @@ class RouterDataModule(L.LightningDataModule):
         self.pad_to_max_length = pad_to_max_length
         self.device = device
         self._ready = False
+        self.query_prep: str | None = None
         self.encode_stats: dict = {}
         self.train_set: RoutingSplit | None = None
         self.val_set: RoutingSplit | None = None
@@ -288,7 +289,12 @@ class RouterDataModule(L.LightningDataModule):
 
     def _load_all(self) -> None:
         """Records of every source -> the pool -> labelling facts of train -> whole splits."""
-        train_recs, names = self._load(source_specs(self.train_spec, self.source, "data.train"), "data.train")
+        train_specs = source_specs(self.train_spec, self.source, "data.train")
+        train_recs, names = self._load(train_specs, "data.train")
+        # What the loader did to every training query that a deployed router must do to the
+        # queries it is sent (saved in info(); router_lab.api.QUERY_PREP applies it).
+        self.query_prep = "final_question" if train_specs and all(
+            sp.get("loader") == "routerbench" and sp.get("strip_few_shot") for sp in train_specs) else None
         seed = int(self.split_cfg["seed"])
         # Optional test sources whose files are absent drop out; with none left, carve.
         test_specs = {k: sp for k, spec in (self.test_spec or {}).items()
@@ -417,6 +423,8 @@ class RouterDataModule(L.LightningDataModule):
             "num_clusters": int(self.train_set.cluster_ids.max() + 1) if len(self.train_set) else 0,
             # (tasks x LLMs) mean effective score per training task: a capability profile.
             "task_mean_scores": self._task_mean_scores(),
+            # The text a query is reduced to before encoding (None: as sent), in training and routing.
+            "query_prep": self.query_prep,
         }
 
     def _task_mean_scores(self) -> list[list[float]]:
