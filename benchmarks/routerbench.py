@@ -131,7 +131,7 @@ def run_one(family: str, seed: int, prompt: str, data_dir: str, out_root: Path, 
                      "test": {k: len(v) for k, v in dm.test_sets.items()}}}
     test_rows = [r for s in dm.test_sets.values() for r in s.records]
     seen = dm.train_set.records + dm.val_set.records
-    if not any(Path(data_dir).glob("*_test.csv")):
+    if dm.test_carved:
         # The carve is ours: no test row may be in train or validation.
         assert not ({r.id for r in test_rows} & {r.id for r in seen}), "test rows leaked into train/val"
     else:

@@ -244,6 +244,7 @@ def test_routerbench_dir_with_and_without_test_files(tmp_path, tiny_bert):
     dm = hydra.utils.instantiate(cfg.data, _convert_="all")
     dm.setup()
     # No *_test.csv: a test split is carved out of train per task, disjoint from train and val.
+    assert dm.test_carved
     assert sorted(dm.test_sets) == ["arc", "wino"] and all(len(s) == 4 for s in dm.test_sets.values())
     test_ids = {r.id for s in dm.test_sets.values() for r in s.records}
     assert not test_ids & {r.id for r in dm.train_set.records + dm.val_set.records}
@@ -255,7 +256,7 @@ def test_routerbench_dir_with_and_without_test_files(tmp_path, tiny_bert):
     _rb_csv(d / "wino_test.csv", "wino", n=6, start=100)
     dm = hydra.utils.instantiate(cfg.data, _convert_="all")
     dm.setup()
-    assert {k: len(v) for k, v in dm.test_sets.items()} == {"arc": 6, "wino": 6}
+    assert {k: len(v) for k, v in dm.test_sets.items()} == {"arc": 6, "wino": 6} and not dm.test_carved
     assert len(dm.train_set) + len(dm.val_set) == 40
 
 

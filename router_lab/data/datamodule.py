@@ -171,8 +171,7 @@ class RouterDataModule(L.LightningDataModule):
         if label_source not in ("auto", "label", "best_llm"):
             raise DataError(f"data.label_source={label_source!r}; expected auto, label or best_llm")
         self.label_source = label_source
-        # on_missing_score: mask asks for records with some LLMs unscored: they are allowed.
-        self.allow_partial_scores = allow_partial_scores or self.source.get("on_missing_score") == "mask"
+        self.allow_partial_scores = allow_partial_scores
         self.require_scores = require_scores
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
@@ -182,6 +181,8 @@ class RouterDataModule(L.LightningDataModule):
         self.device = device
         self._ready = False
         self.query_prep: str | None = None
+        #: True when no test files were found and the test split was carved out of train
+        self.test_carved = False
         self.encode_stats: dict = {}
         self.train_set: RoutingSplit | None = None
         self.val_set: RoutingSplit | None = None
@@ -193,6 +194,8 @@ class RouterDataModule(L.LightningDataModule):
         records, names_by_source = [], {}
         for i, spec in enumerate(specs):
             src = spec.get("path", spec.get("loader"))
+            # on_missing_score: mask (every spec carries data.source's keys) asks for records with
+            # some LLMs unscored: they are allowed.
             if spec.get("on_missing_score") == "mask":
                 self.allow_partial_scores = True
             recs, names = load_records(spec, self.cache_dir, where=f"{where}[{i}] ({src})")
@@ -306,6 +309,7 @@ class RouterDataModule(L.LightningDataModule):
         for tname, spec in test_specs.items():
             test_named[tname], n2 = self._load(spec, f"data.test.{tname}")
             names.update(n2)
+        self.test_carved = not test_specs
         if not test_specs:
             train_recs, test_named["test"] = self._stratified_split(
                 train_recs, float(self.split_cfg["test_fraction"]), seed)
